@@ -1,0 +1,162 @@
+/*
+ * The token room (pkcs11/, prefix fp11_): PKCS#11 modules, tokens, signing
+ * identities (private key + certificate) and RSA signatures made on the token.
+ *
+ * Modules are loaded through p11-kit: the modules registered with p11-kit
+ * (p11_kit_modules_load_and_initialize) and/or module paths from the
+ * agent's configuration. A client of the agent never names a module.
+ * Tokens are identified by serial and label, never by slot id. Keys are
+ * paired with certificates by CKA_ID (PKCS#11 v2.40 §4.4), falling back to
+ * comparing the RSA public key. Nothing here ever asks a token for private
+ * key material.
+ *
+ * Thread safety: an fp11_ctx serialises its own token calls with an
+ * internal lock; it may be shared between threads.
+ */
+#ifndef FIRMANTE_TOKEN_H
+#define FIRMANTE_TOKEN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "firmante/satcert.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct fp11_ctx fp11_ctx;
+
+/* Which modules to load. */
+struct fp11_config {
+	/* Absolute paths of PKCS#11 modules to load besides (or instead of)
+	 * the p11-kit registered ones. May be NULL when n_module_paths is 0. */
+	const char *const *module_paths;
+	size_t n_module_paths;
+	/* Also load every module registered with p11-kit. */
+	bool use_p11kit_registered;
+};
+
+/* One token (CK_TOKEN_INFO, PKCS#11 v2.40 §5.4), blank padding trimmed. */
+struct fp11_token_info {
+	char module[256];        /* module path or p11-kit module name */
+	unsigned long slot_id;   /* informational only; never an identifier */
+	char label[33];
+	char manufacturer[33];
+	char model[17];
+	char serial[17];
+	unsigned long flags;     /* raw CK_TOKEN_INFO.flags */
+	bool login_required;     /* CKF_LOGIN_REQUIRED */
+	bool protected_auth_path;/* CKF_PROTECTED_AUTHENTICATION_PATH: PIN pad */
+	bool user_pin_initialized;
+	bool user_pin_count_low; /* CKF_USER_PIN_COUNT_LOW */
+	bool user_pin_final_try; /* CKF_USER_PIN_FINAL_TRY */
+	bool user_pin_locked;    /* CKF_USER_PIN_LOCKED */
+	char uri[512];           /* RFC 7512 URI of the token */
+};
+
+/* One signing identity: an RSA private key with its X.509 certificate. */
+struct fp11_identity {
+	struct fp11_token_info token;
+	uint8_t id[64];          /* CKA_ID */
+	size_t id_len;
+	char key_label[128];     /* CKA_LABEL of the private key */
+	char uri[1024];          /* RFC 7512 URI of the private key
+	                          * (token, serial, id, object, type=private) */
+	uint8_t *cert_der;       /* certificate (CKA_VALUE), owned */
+	size_t cert_len;
+	struct fm_satcert cert;  /* valid when cert_err == 0 */
+	int cert_err;            /* 0 or error from fm_satcert_parse_der() */
+	bool sensitive;          /* CKA_SENSITIVE */
+	bool extractable;        /* CKA_EXTRACTABLE */
+	bool always_authenticate;/* CKA_ALWAYS_AUTHENTICATE */
+	bool mech_sha256_rsa_pkcs; /* token offers CKM_SHA256_RSA_PKCS for signing */
+	bool mech_rsa_pkcs;        /* token offers CKM_RSA_PKCS for signing */
+};
+
+/*
+ * PIN callback. Called by fp11_sign() only when a login is needed and the
+ * token has no PIN pad. @tok holds the token's current flags (count low,
+ * final try). @context_specific is true for a CKU_CONTEXT_SPECIFIC login
+ * (CKA_ALWAYS_AUTHENTICATE keys). The callback writes a NUL-terminated
+ * PIN of at most @pin_size - 1 bytes into @pin and returns 0, or returns a
+ * negative firmante error (FIRMANTE_E_USER_DENIED, FIRMANTE_E_PINENTRY...)
+ * which fp11_sign() returns unchanged. fp11_sign() wipes @pin after use.
+ */
+typedef int (*fp11_pin_cb)(void *data, const struct fp11_token_info *tok,
+			   bool context_specific, char *pin, size_t pin_size);
+
+/*
+ * fp11_open - load and initialise the configured modules.
+ * @cfg: which modules; the strings are copied.
+ * @out: the new context, written only on success; free with fp11_close().
+ * Returns 0, FIRMANTE_E_CONFIG (a module path failed to load or
+ * initialise; no module at all is not an error), FIRMANTE_E_NOMEM.
+ */
+int fp11_open(const struct fp11_config *cfg, fp11_ctx **out);
+
+/* fp11_close - finalise the modules and free @ctx. NULL is a no-op. */
+void fp11_close(fp11_ctx *ctx);
+
+/*
+ * fp11_list_tokens - tokens present in any slot of any loaded module.
+ * @out: malloc'd array (free with free()), @n: its length; written on success.
+ * Returns 0, FIRMANTE_E_NOMEM, FIRMANTE_E_TOKEN.
+ */
+int fp11_list_tokens(fp11_ctx *ctx, struct fp11_token_info **out, size_t *n);
+
+/*
+ * fp11_list_identities - every RSA private key that has a certificate
+ * (paired by CKA_ID, else by public key), on every present token. Keys
+ * without a certificate are skipped. Certificates are read without login
+ * (they are public objects; PKCS#11 v2.40 §4.6.3).
+ * @out: array freed with fp11_identities_free(); @n: its length.
+ * Returns 0, FIRMANTE_E_NOMEM, FIRMANTE_E_TOKEN.
+ */
+int fp11_list_identities(fp11_ctx *ctx, struct fp11_identity **out, size_t *n);
+
+/* fp11_identities_free - free an array from fp11_list_identities(). */
+void fp11_identities_free(struct fp11_identity *ids, size_t n);
+
+/*
+ * fp11_find_identity - the identity matching a PKCS#11 URI (RFC 7512).
+ * @uri: "pkcs11:..." with any of token, serial, manufacturer, model,
+ *       object, id, type (type, when present, must be "private").
+ * @out: a single identity, freed with fp11_identities_free(out, 1).
+ * Returns 0, FIRMANTE_E_BAD_REQUEST (not a PKCS#11 URI),
+ * FIRMANTE_E_KEY_NOT_FOUND (no match, or more than one), FIRMANTE_E_NOMEM,
+ * FIRMANTE_E_TOKEN.
+ */
+int fp11_find_identity(fp11_ctx *ctx, const char *uri, struct fp11_identity **out);
+
+/*
+ * fp11_sign - RSASSA-PKCS1-v1_5 with SHA-256 over @data, made on the token.
+ * Uses CKM_SHA256_RSA_PKCS when offered, else hashes in code and signs a
+ * DigestInfo (RFC 8017 §9.2) with CKM_RSA_PKCS.
+ * Logs in as CKU_USER when needed (PIN from @pin_cb, or the PIN pad), and
+ * with CKU_CONTEXT_SPECIFIC for CKA_ALWAYS_AUTHENTICATE keys. Never retries
+ * a PIN by itself. Refuses a token in "final try" state unless
+ * @allow_final_try, and a locked one.
+ * @id: identity from fp11_list_identities()/fp11_find_identity(); found
+ *      again on the token by serial, label and CKA_ID (slot ids may change).
+ * @sig: buffer of *@sig_len bytes; on success *@sig_len is the signature
+ *       length (the modulus size, 256 bytes for RSA-2048).
+ * Returns 0, FIRMANTE_E_KEY_NOT_FOUND, FIRMANTE_E_TOKEN_REMOVED,
+ * FIRMANTE_E_PIN_INCORRECT, FIRMANTE_E_PIN_LOCKED, FIRMANTE_E_PIN_FINAL_TRY,
+ * FIRMANTE_E_MECHANISM, FIRMANTE_E_TOKEN, FIRMANTE_E_NOMEM,
+ * FIRMANTE_E_BAD_REQUEST (@sig too small), or the callback's error.
+ */
+int fp11_sign(fp11_ctx *ctx, const struct fp11_identity *id,
+	      fp11_pin_cb pin_cb, void *pin_cb_data, bool allow_final_try,
+	      const uint8_t *data, size_t len, uint8_t *sig, size_t *sig_len);
+
+/*
+ * fp11_ckr_name - "CKR_PIN_INCORRECT" etc. for a CK_RV value (for logs).
+ */
+const char *fp11_ckr_name(unsigned long rv);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
