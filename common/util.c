@@ -11,6 +11,7 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
+#include "firmante/build-config.h"
 #include "firmante/protocol.h"
 #include "firmante/util.h"
 
@@ -233,4 +234,20 @@ char *fm_trim_copy(char *dst, size_t size, const char *src, size_t src_len)
 	memcpy(dst, src, src_len);
 	dst[src_len] = '\0';
 	return dst;
+}
+
+int fm_data_path(const char *name, char *buf, size_t size)
+{
+	const char *dirs[3] = { getenv("FIRMANTE_DATADIR"), FIRMANTE_DATADIR,
+				FIRMANTE_SOURCE_DATADIR };
+	for (size_t i = 0; i < 3; i++) {
+		if (!dirs[i] || !dirs[i][0])
+			continue;
+		int n = snprintf(buf, size, "%s/%s", dirs[i], name);
+		if (n < 0 || (size_t)n >= size)
+			continue;
+		if (access(buf, R_OK) == 0)
+			return 0;
+	}
+	return FIRMANTE_E_CONFIG;
 }

@@ -58,6 +58,15 @@ void fm_wipe(void *p, size_t len);
  * ASCII blanks, truncating safely. Returns @dst. */
 char *fm_trim_copy(char *dst, size_t size, const char *src, size_t src_len);
 
+/*
+ * fm_data_path - locate a data file of the project ("TituloElectronico.xsd",
+ * "catalogos.csv"). Looks in $FIRMANTE_DATADIR, then the installed data
+ * directory, then the source tree's data/ (for programs run from a build).
+ * @buf, @size: receives the path of the first readable candidate.
+ * Returns 0, or FIRMANTE_E_CONFIG when no candidate is readable.
+ */
+int fm_data_path(const char *name, char *buf, size_t size);
+
 #ifdef __cplusplus
 }
 #endif
