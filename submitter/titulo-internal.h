@@ -1,0 +1,75 @@
+/*
+ * Internal pieces of the title room shared between its source files.
+ * Not installed; not a contract with other rooms.
+ */
+#ifndef FIRMANTE_TITULO_INTERNAL_H
+#define FIRMANTE_TITULO_INTERNAL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+#include "firmante/titulo.h"
+
+/* Single-occurrence elements, in the order of §2 (FirmaResponsables, which
+ * holds the repeated FirmaResponsable, sits between the root and
+ * Institucion). */
+enum te_elem {
+	TE_ROOT = 0,
+	TE_INSTITUCION,
+	TE_CARRERA,
+	TE_PROFESIONISTA,
+	TE_EXPEDICION,
+	TE_ANTECEDENTE,
+	TE_AUTENTICACION,
+	TE_NELEM,
+	TE_FIRMA = 100 /* FirmaResponsable, in tables only */
+};
+
+#define TE_MAX_ATTRS 12
+/* Cap on FirmaResponsable elements in one document. */
+#define TE_MAX_FIRMANTES 32
+
+struct te_node {
+	int present;
+	int line;
+	char *v[TE_MAX_ATTRS]; /* NULL = absent; index = position in the XSD */
+};
+
+struct titulo {
+	struct te_node el[TE_NELEM];
+	struct te_node *firmas;
+	size_t nfirmas;
+	char *schema_location; /* xsi:schemaLocation of the root, or NULL */
+};
+
+/* Name of an element and its attributes in XSD order. */
+const char *te_elem_name(int e);
+size_t te_elem_nattrs(int e);
+const char *te_elem_attr(int e, size_t i);
+/* Index of attribute @name of element @e, or -1. */
+int te_attr_index(int e, const char *name);
+/* Element id of a single-occurrence element name, or -1. */
+int te_elem_by_name(const char *name);
+
+/* A growable byte buffer; err sticks after the first failed append. */
+struct te_buf {
+	char *p;
+	size_t len, cap;
+	int err;
+};
+void te_buf_add(struct te_buf *b, const char *s, size_t n);
+void te_buf_adds(struct te_buf *b, const char *s);
+void te_buf_addf(struct te_buf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Hand the NUL-terminated content to the caller; 0 or FIRMANTE_E_NOMEM. */
+int te_buf_take(struct te_buf *b, char **out, size_t *len);
+void te_buf_free(struct te_buf *b);
+
+/* Fill @err (may be NULL). */
+void te_error(struct titulo_error *err, int code, int line, const char *field,
+	      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* Nonzero when @s is valid UTF-8 holding only characters XML 1.0 allows. */
+int te_text_ok(const char *s);
+
+#endif

@@ -1,0 +1,3 @@
+# Unit tests of the title room (submitter/).
+firmante_unit_test(test_titulo SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_titulo.c
+                   LIBS firmante-titulo)
