@@ -72,4 +72,12 @@ void te_error(struct titulo_error *err, int code, int line, const char *field,
 /* Nonzero when @s is valid UTF-8 holding only characters XML 1.0 allows. */
 int te_text_ok(const char *s);
 
+struct titulo_findings;
+/* Append a finding; file/field/curp may be NULL. Returns 0 or
+ * FIRMANTE_E_NOMEM. Past TITULO_MAX_FINDINGS only the counters move. */
+int te_finding_add(struct titulo_findings *f, int severity, int code, long firmante,
+		   const char *curp, const char *file, unsigned long row, unsigned long column,
+		   const char *field, const char *fmt, ...)
+	__attribute__((format(printf, 10, 11)));
+
 #endif
