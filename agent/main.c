@@ -1,0 +1,232 @@
+/*
+ * firmanted - the firmante signing agent.
+ *
+ * Holds the PKCS#11 tokens, serves docs/protocol.md on a Unix socket, and
+ * signs a Título Electrónico only after the holder approved it through
+ * pinentry. Runs in the foreground; logs one line per request on stderr.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <assuan.h>
+
+#include "agent.h"
+#include "firmante/build-config.h"
+#include "firmante/protocol.h"
+#include "firmante/token.h"
+
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void agent_sanitize(char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s == 0x7f)
+			*s = '?';
+}
+
+void agent_log(const char *fmt, ...)
+{
+	char line[2048], stamp[32];
+	struct tm tm;
+	time_t now = time(NULL);
+	va_list ap;
+
+	gmtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&log_lock);
+	fprintf(stderr, "%s firmanted[%ld]: %s\n", stamp, (long)getpid(), line);
+	fflush(stderr);
+	pthread_mutex_unlock(&log_lock);
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: firmanted [OPTION]...\n"
+		"The firmante signing agent: signs Títulos Electrónicos with keys kept on\n"
+		"PKCS#11 tokens, after the holder approves each request through pinentry.\n"
+		"It runs in the foreground and logs one line per request on stderr.\n"
+		"\n"
+		"  -c, --config FILE   configuration file (default\n"
+		"                      $XDG_CONFIG_HOME/firmante/firmanted.conf; a missing\n"
+		"                      default file means built-in defaults)\n"
+		"      --check-config  read the configuration, print it and exit\n"
+		"  -f, --foreground    run in the foreground (always the case)\n"
+		"  -h, --help          show this help and exit\n"
+		"  -V, --version       show the version and exit\n"
+		"\n"
+		"Configuration keys, section [agent]: socket, module (repeatable),\n"
+		"use-p11kit-modules, pinentry, approval-timeout, allow-extractable-keys,\n"
+		"max-clients. See examples/firmanted.conf and docs/protocol.md.\n");
+}
+
+static void print_config(const struct agent_config *cfg)
+{
+	printf("config = %s\n", cfg->source[0] ? cfg->source : "(built-in defaults)");
+	printf("[agent]\n");
+	printf("socket = %s\n", cfg->socket_path);
+	for (size_t i = 0; i < cfg->n_modules; i++)
+		printf("module = %s\n", cfg->modules[i]);
+	printf("use-p11kit-modules = %s\n", cfg->use_p11kit_modules ? "true" : "false");
+	printf("pinentry =");
+	for (size_t i = 0; i < cfg->pinentry_argc; i++)
+		printf(" %s", cfg->pinentry_argv[i]);
+	printf("\n");
+	printf("approval-timeout = %ld\n", cfg->approval_timeout);
+	printf("allow-extractable-keys = %s\n", cfg->allow_extractable_keys ? "true" : "false");
+	printf("max-clients = %u\n", cfg->max_clients);
+}
+
+/* A daemon may be started with 0, 1 or 2 closed; keep them taken so no
+ * socket ever lands there. */
+static void hold_std_fds(void)
+{
+	for (int fd = 0; fd < 3; fd++) {
+		if (fcntl(fd, F_GETFD) == -1 && errno == EBADF) {
+			int n = open("/dev/null", O_RDWR);
+
+			if (n >= 0 && n != fd)
+				close(n);
+		}
+	}
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check-config", no_argument, NULL, 'C' },
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct agent_config cfg;
+	struct agent agent;
+	struct fp11_config p11cfg;
+	struct MHD_Daemon *httpd = NULL;
+	const char *config_path = NULL;
+	char default_path[AGENT_PATH_MAX], err[1024];
+	bool check_only = false, cfg_ready = false, listening = false;
+	sigset_t stop_set;
+	int opt, sig = 0, listen_fd = -1, rc, status = 1;
+
+	memset(&agent, 0, sizeof(agent));
+	while ((opt = getopt_long(argc, argv, "c:fhV", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			config_path = optarg;
+			break;
+		case 'C':
+			check_only = true;
+			break;
+		case 'f':
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("firmanted %s (protocol %d)\n", FIRMANTE_VERSION, FIRMANTE_PROTOCOL_VERSION);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "firmanted: unexpected argument \"%s\"\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	hold_std_fds();
+
+	err[0] = '\0';
+	rc = agent_config_defaults(&cfg, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "firmanted: %s\n", err[0] ? err : firmante_err_title(rc));
+		goto out;
+	}
+	cfg_ready = true;
+	if (config_path) {
+		rc = agent_config_load(&cfg, config_path, false, err, sizeof(err));
+	} else if (agent_config_default_path(default_path, sizeof(default_path)) == 0) {
+		rc = agent_config_load(&cfg, default_path, true, err, sizeof(err));
+	}
+	if (rc) {
+		fprintf(stderr, "firmanted: %s\n", err[0] ? err : firmante_err_title(rc));
+		goto out;
+	}
+	if (check_only) {
+		print_config(&cfg);
+		status = 0;
+		goto out;
+	}
+
+	/* Signals: SIGINT/SIGTERM are taken by sigwait() in this thread only
+	 * (the mask is inherited by every thread started below); a client or
+	 * pinentry that goes away must not kill the agent with SIGPIPE. */
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&stop_set);
+	sigaddset(&stop_set, SIGINT);
+	sigaddset(&stop_set, SIGTERM);
+	sigaddset(&stop_set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &stop_set, NULL);
+	assuan_check_version(NULL);
+
+	memset(&p11cfg, 0, sizeof(p11cfg));
+	p11cfg.module_paths = (const char *const *)cfg.modules;
+	p11cfg.n_module_paths = cfg.n_modules;
+	p11cfg.use_p11kit_registered = cfg.use_p11kit_modules;
+	rc = fp11_open(&p11cfg, &agent.p11);
+	if (rc) {
+		agent.p11 = NULL;
+		fprintf(stderr, "firmanted: loading the PKCS#11 modules failed: %s\n",
+			firmante_err_title(rc));
+		goto out;
+	}
+	agent.cfg = &cfg;
+	agent.started = time(NULL);
+
+	rc = agent_listen_unix(cfg.socket_path, (int)cfg.max_clients, &listen_fd, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "firmanted: %s\n", err);
+		goto out;
+	}
+	listening = true;
+	rc = agent_http_start(&agent, listen_fd, &httpd);
+	if (rc) {
+		fprintf(stderr, "firmanted: the HTTP server did not start\n");
+		goto out;
+	}
+	listen_fd = -1; /* the HTTP daemon owns it */
+	agent_log("firmanted %s listening on %s (uid %lu, %u clients max, approval timeout %ld s)",
+		  FIRMANTE_VERSION, cfg.socket_path, (unsigned long)geteuid(), cfg.max_clients,
+		  cfg.approval_timeout);
+
+	while (sigwait(&stop_set, &sig) == 0 && sig == SIGHUP)
+		agent_log("SIGHUP ignored (restart the agent to reload its configuration)");
+	agent_log("signal %d: shutting down", sig);
+	status = 0;
+out:
+	agent_http_stop(httpd);
+	if (listen_fd >= 0)
+		close(listen_fd);
+	if (listening)
+		unlink(cfg.socket_path);
+	fp11_close(agent.p11);
+	if (cfg_ready)
+		agent_config_clear(&cfg);
+	return status;
+}
