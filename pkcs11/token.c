@@ -1,0 +1,1167 @@
+/*
+ * The token room (include/firmante/token.h): PKCS#11 modules loaded through
+ * p11-kit, tokens, identities (RSA private key + X.509 certificate) and
+ * RSA PKCS#1 v1.5 SHA-256 signatures made on the token.
+ *
+ * Rules followed here (PKCS#11 v2.40 base specification):
+ *  - tokens are found by manufacturer, model, serial and label, never by
+ *    slot id (slot ids may change between calls, §5.5);
+ *  - only public attributes are read: never CKA_VALUE or any private
+ *    component of a private key;
+ *  - C_GetAttributeValue is called one attribute at a time so that one
+ *    sensitive or unknown attribute does not hide the others (§5.7);
+ *  - a PIN is asked once per login and never re-sent by this code.
+ */
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include <p11-kit/p11-kit.h>
+#include <p11-kit/pkcs11.h>
+#include <p11-kit/uri.h>
+
+#include "firmante/protocol.h"
+#include "firmante/satcert.h"
+#include "firmante/token.h"
+#include "firmante/util.h"
+
+/* Caps. */
+#define MAX_MODULES 64
+#define MAX_SLOTS 256
+#define MAX_OBJECTS 512       /* objects of one class on one token */
+#define MAX_ATTR_LEN 65536    /* one attribute value (a certificate) */
+#define MAX_MECHANISMS 1024
+#define PIN_MAX 256
+
+struct module {
+	CK_FUNCTION_LIST *funcs;
+	char name[256];
+	bool from_path; /* loaded with p11_kit_module_load() */
+};
+
+struct fp11_ctx {
+	pthread_mutex_t lock;
+	CK_FUNCTION_LIST **registered; /* p11_kit_modules_load_and_initialize() */
+	struct module *mods;
+	size_t n_mods;
+};
+
+/* A token found during one enumeration. */
+struct token_ref {
+	struct module *mod;
+	CK_SLOT_ID slot;
+	CK_TOKEN_INFO raw;
+	struct fp11_token_info info;
+};
+
+/* One object read from a token. */
+struct p11obj {
+	CK_OBJECT_HANDLE h;
+	uint8_t *id;
+	size_t id_len;
+	char label[128];
+	uint8_t *modulus, *exponent; /* public key components, may be NULL */
+	size_t modulus_len, exponent_len;
+	uint8_t *value; /* certificate DER */
+	size_t value_len;
+	bool sensitive, extractable, always_auth;
+	bool used;
+};
+
+/* ------------------------------------------------------------------ */
+/* Helpers */
+
+/* Copy a blank-padded CK_UTF8CHAR field, dropping trailing padding. */
+static void pad_copy(char *dst, size_t size, const CK_UTF8CHAR *src, size_t len)
+{
+	while (len > 0 && (src[len - 1] == ' ' || src[len - 1] == '\0'))
+		len--;
+	if (len >= size)
+		len = size - 1;
+	memcpy(dst, src, len);
+	dst[len] = '\0';
+}
+
+/* Blank-pad @s into a CK_UTF8CHAR field of @len bytes. */
+static void pad_set(CK_UTF8CHAR *dst, size_t len, const char *s)
+{
+	size_t n = strlen(s);
+	if (n > len)
+		n = len;
+	memset(dst, ' ', len);
+	memcpy(dst, s, n);
+}
+
+static int map_rv(CK_RV rv)
+{
+	switch (rv) {
+	case CKR_OK:
+		return 0;
+	case CKR_PIN_INCORRECT:
+	case CKR_PIN_INVALID:
+	case CKR_PIN_LEN_RANGE:
+		return FIRMANTE_E_PIN_INCORRECT;
+	case CKR_PIN_LOCKED:
+		return FIRMANTE_E_PIN_LOCKED;
+	case CKR_DEVICE_REMOVED:
+	case CKR_TOKEN_NOT_PRESENT:
+	case CKR_TOKEN_NOT_RECOGNIZED:
+	case CKR_SESSION_HANDLE_INVALID:
+	case CKR_SESSION_CLOSED:
+	case CKR_SLOT_ID_INVALID:
+		return FIRMANTE_E_TOKEN_REMOVED;
+	case CKR_HOST_MEMORY:
+	case CKR_DEVICE_MEMORY:
+		return FIRMANTE_E_NOMEM;
+	case CKR_MECHANISM_INVALID:
+	case CKR_MECHANISM_PARAM_INVALID:
+	case CKR_KEY_TYPE_INCONSISTENT:
+	case CKR_KEY_FUNCTION_NOT_PERMITTED:
+	case CKR_KEY_SIZE_RANGE:
+		return FIRMANTE_E_MECHANISM;
+	case CKR_FUNCTION_CANCELED:
+		return FIRMANTE_E_USER_DENIED;
+	case CKR_KEY_HANDLE_INVALID:
+		return FIRMANTE_E_KEY_NOT_FOUND;
+	default:
+		return FIRMANTE_E_TOKEN;
+	}
+}
+
+static void fill_token_info(struct token_ref *t)
+{
+	struct fp11_token_info *i = &t->info;
+	const CK_TOKEN_INFO *r = &t->raw;
+	memset(i, 0, sizeof(*i));
+	snprintf(i->module, sizeof(i->module), "%s", t->mod->name);
+	i->slot_id = t->slot;
+	pad_copy(i->label, sizeof(i->label), r->label, sizeof(r->label));
+	pad_copy(i->manufacturer, sizeof(i->manufacturer), r->manufacturerID, sizeof(r->manufacturerID));
+	pad_copy(i->model, sizeof(i->model), r->model, sizeof(r->model));
+	pad_copy(i->serial, sizeof(i->serial), r->serialNumber, sizeof(r->serialNumber));
+	i->flags = r->flags;
+	i->login_required = (r->flags & CKF_LOGIN_REQUIRED) != 0;
+	i->protected_auth_path = (r->flags & CKF_PROTECTED_AUTHENTICATION_PATH) != 0;
+	i->user_pin_initialized = (r->flags & CKF_USER_PIN_INITIALIZED) != 0;
+	i->user_pin_count_low = (r->flags & CKF_USER_PIN_COUNT_LOW) != 0;
+	i->user_pin_final_try = (r->flags & CKF_USER_PIN_FINAL_TRY) != 0;
+	i->user_pin_locked = (r->flags & CKF_USER_PIN_LOCKED) != 0;
+}
+
+/* A CK_TOKEN_INFO with the identifying fields of @i, for URI matching. */
+static void raw_from_info(const struct fp11_token_info *i, CK_TOKEN_INFO *r)
+{
+	memset(r, 0, sizeof(*r));
+	pad_set(r->label, sizeof(r->label), i->label);
+	pad_set(r->manufacturerID, sizeof(r->manufacturerID), i->manufacturer);
+	pad_set(r->model, sizeof(r->model), i->model);
+	pad_set(r->serialNumber, sizeof(r->serialNumber), i->serial);
+	r->flags = i->flags;
+}
+
+static bool same_token(const struct fp11_token_info *a, const struct fp11_token_info *b)
+{
+	return strcmp(a->manufacturer, b->manufacturer) == 0 && strcmp(a->model, b->model) == 0 &&
+	       strcmp(a->serial, b->serial) == 0 && strcmp(a->label, b->label) == 0;
+}
+
+static int token_uri(const CK_TOKEN_INFO *raw, char *buf, size_t size)
+{
+	int rc = FIRMANTE_E_NOMEM;
+	char *s = NULL;
+	P11KitUri *u = p11_kit_uri_new();
+	if (!u)
+		return FIRMANTE_E_NOMEM;
+	CK_TOKEN_INFO *ti = p11_kit_uri_get_token_info(u);
+	memcpy(ti, raw, sizeof(*ti));
+	if (p11_kit_uri_format(u, P11_KIT_URI_FOR_TOKEN, &s) != P11_KIT_URI_OK)
+		goto out;
+	if (strlen(s) >= size) {
+		rc = FIRMANTE_E_TOKEN;
+		goto out;
+	}
+	snprintf(buf, size, "%s", s);
+	rc = 0;
+out:
+	free(s);
+	p11_kit_uri_free(u);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Modules */
+
+static void ctx_free_modules(fp11_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->n_mods; i++) {
+		if (ctx->mods[i].from_path) {
+			p11_kit_module_finalize(ctx->mods[i].funcs);
+			p11_kit_module_release(ctx->mods[i].funcs);
+		}
+	}
+	if (ctx->registered)
+		p11_kit_modules_finalize_and_release(ctx->registered);
+	ctx->registered = NULL;
+	free(ctx->mods);
+	ctx->mods = NULL;
+	ctx->n_mods = 0;
+}
+
+int fp11_open(const struct fp11_config *cfg, fp11_ctx **out)
+{
+	int rc = FIRMANTE_E_NOMEM;
+	fp11_ctx *ctx = NULL;
+	size_t n_reg = 0;
+
+	if (!cfg || !out || (cfg->n_module_paths && !cfg->module_paths) ||
+	    cfg->n_module_paths > MAX_MODULES)
+		return FIRMANTE_E_CONFIG;
+	ctx = calloc(1, sizeof(*ctx));
+	if (!ctx)
+		return FIRMANTE_E_NOMEM;
+	if (pthread_mutex_init(&ctx->lock, NULL) != 0) {
+		free(ctx);
+		return FIRMANTE_E_INTERNAL;
+	}
+	if (cfg->use_p11kit_registered) {
+		ctx->registered = p11_kit_modules_load_and_initialize(0);
+		if (!ctx->registered) {
+			rc = FIRMANTE_E_CONFIG;
+			goto out;
+		}
+		while (ctx->registered[n_reg] && n_reg < MAX_MODULES)
+			n_reg++;
+	}
+	ctx->mods = calloc(cfg->n_module_paths + n_reg + 1, sizeof(*ctx->mods));
+	if (!ctx->mods)
+		goto out;
+	/* Configured paths first: their names are the ones reported. */
+	for (size_t i = 0; i < cfg->n_module_paths; i++) {
+		const char *path = cfg->module_paths[i];
+		if (!path || path[0] != '/') {
+			rc = FIRMANTE_E_CONFIG;
+			goto out;
+		}
+		CK_FUNCTION_LIST *f = p11_kit_module_load(path, 0);
+		if (!f) {
+			rc = FIRMANTE_E_CONFIG;
+			goto out;
+		}
+		CK_RV rv = p11_kit_module_initialize(f);
+		if (rv != CKR_OK) {
+			p11_kit_module_release(f);
+			rc = FIRMANTE_E_CONFIG;
+			goto out;
+		}
+		struct module *m = &ctx->mods[ctx->n_mods++];
+		m->funcs = f;
+		m->from_path = true;
+		snprintf(m->name, sizeof(m->name), "%s", path);
+	}
+	for (size_t i = 0; i < n_reg; i++) {
+		struct module *m = &ctx->mods[ctx->n_mods++];
+		m->funcs = ctx->registered[i];
+		char *name = p11_kit_module_get_name(m->funcs);
+		if (!name)
+			name = p11_kit_module_get_filename(m->funcs);
+		snprintf(m->name, sizeof(m->name), "%s", name ? name : "p11-kit");
+		free(name);
+	}
+	*out = ctx;
+	ctx = NULL;
+	rc = 0;
+out:
+	if (ctx) {
+		ctx_free_modules(ctx);
+		pthread_mutex_destroy(&ctx->lock);
+		free(ctx);
+	}
+	return rc;
+}
+
+void fp11_close(fp11_ctx *ctx)
+{
+	if (!ctx)
+		return;
+	pthread_mutex_lock(&ctx->lock);
+	ctx_free_modules(ctx);
+	pthread_mutex_unlock(&ctx->lock);
+	pthread_mutex_destroy(&ctx->lock);
+	free(ctx);
+}
+
+/* ------------------------------------------------------------------ */
+/* Tokens */
+
+/*
+ * Every initialised token present in any slot of any module, duplicates
+ * (the same token seen through two modules) removed. Caller holds the lock.
+ */
+static int enum_tokens(fp11_ctx *ctx, struct token_ref **out, size_t *n_out)
+{
+	int rc = FIRMANTE_E_NOMEM;
+	struct token_ref *toks = NULL;
+	size_t n = 0, cap = 0;
+	CK_SLOT_ID *slots = NULL;
+
+	for (size_t m = 0; m < ctx->n_mods; m++) {
+		CK_FUNCTION_LIST *f = ctx->mods[m].funcs;
+		CK_ULONG ns = 0;
+		CK_RV rv;
+		free(slots);
+		slots = NULL;
+		/* The slot count may change between the two calls (hot-plug). */
+		for (int tries = 0; tries < 4; tries++) {
+			rv = f->C_GetSlotList(CK_TRUE, NULL, &ns);
+			if (rv != CKR_OK || ns == 0)
+				break;
+			if (ns > MAX_SLOTS)
+				ns = MAX_SLOTS;
+			free(slots);
+			slots = calloc(ns, sizeof(*slots));
+			if (!slots)
+				goto out;
+			rv = f->C_GetSlotList(CK_TRUE, slots, &ns);
+			if (rv != CKR_BUFFER_TOO_SMALL)
+				break;
+		}
+		if (rv != CKR_OK)
+			continue; /* one broken module does not hide the others */
+		for (CK_ULONG s = 0; s < ns && slots; s++) {
+			struct token_ref t;
+			memset(&t, 0, sizeof(t));
+			t.mod = &ctx->mods[m];
+			t.slot = slots[s];
+			if (f->C_GetTokenInfo(slots[s], &t.raw) != CKR_OK)
+				continue;
+			if (!(t.raw.flags & CKF_TOKEN_INITIALIZED))
+				continue;
+			fill_token_info(&t);
+			bool dup = false;
+			for (size_t k = 0; k < n && !dup; k++)
+				dup = same_token(&toks[k].info, &t.info);
+			if (dup)
+				continue;
+			if (token_uri(&t.raw, t.info.uri, sizeof(t.info.uri)) != 0)
+				t.info.uri[0] = '\0';
+			if (n == cap) {
+				size_t ncap = cap ? cap * 2 : 8;
+				struct token_ref *nt = realloc(toks, ncap * sizeof(*toks));
+				if (!nt)
+					goto out;
+				toks = nt;
+				cap = ncap;
+			}
+			toks[n++] = t;
+		}
+	}
+	*out = toks;
+	*n_out = n;
+	toks = NULL;
+	rc = 0;
+out:
+	free(slots);
+	free(toks);
+	return rc;
+}
+
+int fp11_list_tokens(fp11_ctx *ctx, struct fp11_token_info **out, size_t *n)
+{
+	struct token_ref *toks = NULL;
+	size_t nt = 0;
+	int rc;
+
+	if (!ctx || !out || !n)
+		return FIRMANTE_E_BAD_REQUEST;
+	pthread_mutex_lock(&ctx->lock);
+	rc = enum_tokens(ctx, &toks, &nt);
+	pthread_mutex_unlock(&ctx->lock);
+	if (rc != 0)
+		return rc;
+	struct fp11_token_info *arr = calloc(nt ? nt : 1, sizeof(*arr));
+	if (!arr) {
+		free(toks);
+		return FIRMANTE_E_NOMEM;
+	}
+	for (size_t i = 0; i < nt; i++)
+		arr[i] = toks[i].info;
+	free(toks);
+	*out = arr;
+	*n = nt;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Objects and attributes */
+
+/*
+ * One attribute value, malloc'd. Returns 0 and sets *val (NULL when the
+ * attribute is absent, sensitive or empty), or FIRMANTE_E_NOMEM /
+ * FIRMANTE_E_TOKEN_REMOVED.
+ */
+static int get_attr(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
+		    CK_ATTRIBUTE_TYPE type, uint8_t **val, size_t *len)
+{
+	CK_ATTRIBUTE a = { type, NULL, 0 };
+	*val = NULL;
+	*len = 0;
+	CK_RV rv = f->C_GetAttributeValue(s, o, &a, 1);
+	if (rv != CKR_OK) {
+		int e = map_rv(rv);
+		return e == FIRMANTE_E_TOKEN_REMOVED || e == FIRMANTE_E_NOMEM ? e : 0;
+	}
+	if (a.ulValueLen == CK_UNAVAILABLE_INFORMATION || a.ulValueLen == 0 ||
+	    a.ulValueLen > MAX_ATTR_LEN)
+		return 0;
+	uint8_t *buf = malloc(a.ulValueLen);
+	if (!buf)
+		return FIRMANTE_E_NOMEM;
+	a.pValue = buf;
+	rv = f->C_GetAttributeValue(s, o, &a, 1);
+	if (rv != CKR_OK || a.ulValueLen == CK_UNAVAILABLE_INFORMATION || a.ulValueLen == 0) {
+		free(buf);
+		int e = map_rv(rv);
+		return e == FIRMANTE_E_TOKEN_REMOVED || e == FIRMANTE_E_NOMEM ? e : 0;
+	}
+	*val = buf;
+	*len = a.ulValueLen;
+	return 0;
+}
+
+/* A CK_BBOOL attribute; @dflt when absent or unreadable. */
+static bool get_bool(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
+		     CK_ATTRIBUTE_TYPE type, bool dflt)
+{
+	CK_BBOOL b = CK_FALSE;
+	CK_ATTRIBUTE a = { type, &b, sizeof(b) };
+	if (f->C_GetAttributeValue(s, o, &a, 1) != CKR_OK || a.ulValueLen != sizeof(b))
+		return dflt;
+	return b == CK_TRUE;
+}
+
+static void obj_clear(struct p11obj *o)
+{
+	free(o->id);
+	free(o->modulus);
+	free(o->exponent);
+	free(o->value);
+	memset(o, 0, sizeof(*o));
+}
+
+static void objs_free(struct p11obj *objs, size_t n)
+{
+	for (size_t i = 0; objs && i < n; i++)
+		obj_clear(&objs[i]);
+	free(objs);
+}
+
+enum obj_kind { OBJ_PRIVATE, OBJ_PUBLIC, OBJ_CERT };
+
+/*
+ * Objects matching @tmpl (at most MAX_OBJECTS) and their public attributes
+ * for @kind. Never reads a private key's secret components.
+ */
+static int find_objects(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, CK_ATTRIBUTE *tmpl,
+			CK_ULONG n_tmpl, enum obj_kind kind, struct p11obj **out, size_t *n_out)
+{
+	int rc = FIRMANTE_E_NOMEM;
+	CK_OBJECT_HANDLE *hs = NULL;
+	struct p11obj *objs = NULL;
+	CK_ULONG nh = 0;
+
+	hs = calloc(MAX_OBJECTS, sizeof(*hs));
+	if (!hs)
+		return FIRMANTE_E_NOMEM;
+	CK_RV rv = f->C_FindObjectsInit(s, tmpl, n_tmpl);
+	if (rv != CKR_OK) {
+		rc = map_rv(rv);
+		goto out;
+	}
+	while (nh < MAX_OBJECTS) {
+		CK_ULONG got = 0;
+		rv = f->C_FindObjects(s, hs + nh, MAX_OBJECTS - nh, &got);
+		if (rv != CKR_OK || got == 0)
+			break;
+		nh += got;
+	}
+	f->C_FindObjectsFinal(s);
+	if (rv != CKR_OK) {
+		rc = map_rv(rv);
+		goto out;
+	}
+	objs = calloc(nh ? nh : 1, sizeof(*objs));
+	if (!objs)
+		goto out;
+	for (CK_ULONG i = 0; i < nh; i++) {
+		struct p11obj *o = &objs[i];
+		uint8_t *label = NULL;
+		size_t label_len = 0;
+		o->h = hs[i];
+		rc = get_attr(f, s, o->h, CKA_ID, &o->id, &o->id_len);
+		if (rc == 0)
+			rc = get_attr(f, s, o->h, CKA_LABEL, &label, &label_len);
+		if (rc != 0)
+			goto out;
+		if (label) {
+			pad_copy(o->label, sizeof(o->label), label, label_len);
+			free(label);
+		}
+		if (kind == OBJ_PRIVATE || kind == OBJ_PUBLIC) {
+			/* Public components only (CKA_MODULUS, CKA_PUBLIC_EXPONENT). */
+			rc = get_attr(f, s, o->h, CKA_MODULUS, &o->modulus, &o->modulus_len);
+			if (rc == 0)
+				rc = get_attr(f, s, o->h, CKA_PUBLIC_EXPONENT, &o->exponent,
+					      &o->exponent_len);
+			if (rc != 0)
+				goto out;
+		}
+		if (kind == OBJ_PRIVATE) {
+			o->sensitive = get_bool(f, s, o->h, CKA_SENSITIVE, false);
+			o->extractable = get_bool(f, s, o->h, CKA_EXTRACTABLE, false);
+			o->always_auth = get_bool(f, s, o->h, CKA_ALWAYS_AUTHENTICATE, false);
+		}
+		if (kind == OBJ_CERT) {
+			rc = get_attr(f, s, o->h, CKA_VALUE, &o->value, &o->value_len);
+			if (rc != 0)
+				goto out;
+		}
+	}
+	*out = objs;
+	*n_out = nh;
+	objs = NULL;
+	rc = 0;
+out:
+	objs_free(objs, nh);
+	free(hs);
+	return rc;
+}
+
+/* Is the RSA public key of certificate @der equal to (@n, @e)? */
+static bool cert_key_matches(const uint8_t *der, size_t len, const uint8_t *n, size_t n_len,
+			     const uint8_t *e, size_t e_len)
+{
+	bool match = false;
+	BIGNUM *cn = NULL, *ce = NULL, *kn = NULL, *ke = NULL;
+	const unsigned char *p = der;
+	X509 *x = d2i_X509(NULL, &p, (long)len);
+	if (!x || !n || !e)
+		goto out;
+	EVP_PKEY *pk = X509_get0_pubkey(x);
+	if (!pk || EVP_PKEY_get_base_id(pk) != EVP_PKEY_RSA)
+		goto out;
+	if (!EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_N, &cn) ||
+	    !EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_E, &ce))
+		goto out;
+	kn = BN_bin2bn(n, (int)n_len, NULL);
+	ke = BN_bin2bn(e, (int)e_len, NULL);
+	match = kn && ke && BN_cmp(cn, kn) == 0 && BN_cmp(ce, ke) == 0;
+out:
+	BN_free(cn);
+	BN_free(ce);
+	BN_free(kn);
+	BN_free(ke);
+	X509_free(x);
+	return match;
+}
+
+static bool same_id(const struct p11obj *a, const struct p11obj *b)
+{
+	return a->id_len > 0 && a->id_len == b->id_len && memcmp(a->id, b->id, a->id_len) == 0;
+}
+
+/* Is @der a CA certificate (basicConstraints cA)? Unreadable counts as not. */
+static bool cert_is_ca(const uint8_t *der, size_t len)
+{
+	const unsigned char *p = der;
+	X509 *x = d2i_X509(NULL, &p, (long)len);
+	if (!x)
+		return false;
+	bool ca = X509_check_ca(x) != 0;
+	X509_free(x);
+	return ca;
+}
+
+static int key_uri(const struct token_ref *t, const uint8_t *id, size_t id_len,
+		   const char *label, char *buf, size_t size)
+{
+	int rc = FIRMANTE_E_NOMEM;
+	char *s = NULL;
+	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+	P11KitUri *u = p11_kit_uri_new();
+	if (!u)
+		return FIRMANTE_E_NOMEM;
+	memcpy(p11_kit_uri_get_token_info(u), &t->raw, sizeof(t->raw));
+	CK_ATTRIBUTE a_class = { CKA_CLASS, &cls, sizeof(cls) };
+	CK_ATTRIBUTE a_id = { CKA_ID, (void *)id, id_len };
+	CK_ATTRIBUTE a_label = { CKA_LABEL, (void *)label, label ? strlen(label) : 0 };
+	if (p11_kit_uri_set_attribute(u, &a_class) != P11_KIT_URI_OK)
+		goto out;
+	if (id_len && p11_kit_uri_set_attribute(u, &a_id) != P11_KIT_URI_OK)
+		goto out;
+	if (label && label[0] && p11_kit_uri_set_attribute(u, &a_label) != P11_KIT_URI_OK)
+		goto out;
+	if (p11_kit_uri_format(u, P11_KIT_URI_FOR_OBJECT_ON_TOKEN, &s) != P11_KIT_URI_OK)
+		goto out;
+	if (strlen(s) >= size) {
+		rc = FIRMANTE_E_TOKEN;
+		goto out;
+	}
+	snprintf(buf, size, "%s", s);
+	rc = 0;
+out:
+	free(s);
+	p11_kit_uri_free(u);
+	return rc;
+}
+
+/* Which RSA signing mechanisms the token offers (CKF_SIGN). */
+static void token_mechs(const struct token_ref *t, bool *sha256_rsa, bool *rsa)
+{
+	CK_FUNCTION_LIST *f = t->mod->funcs;
+	CK_MECHANISM_INFO mi;
+	*sha256_rsa = false;
+	*rsa = false;
+	CK_ULONG n = 0;
+	if (f->C_GetMechanismList(t->slot, NULL, &n) != CKR_OK || n == 0 || n > MAX_MECHANISMS)
+		return;
+	CK_MECHANISM_TYPE *list = calloc(n, sizeof(*list));
+	if (!list)
+		return;
+	if (f->C_GetMechanismList(t->slot, list, &n) == CKR_OK) {
+		for (CK_ULONG i = 0; i < n; i++) {
+			if (list[i] != CKM_SHA256_RSA_PKCS && list[i] != CKM_RSA_PKCS)
+				continue;
+			if (f->C_GetMechanismInfo(t->slot, list[i], &mi) != CKR_OK ||
+			    !(mi.flags & CKF_SIGN))
+				continue;
+			if (list[i] == CKM_SHA256_RSA_PKCS)
+				*sha256_rsa = true;
+			else
+				*rsa = true;
+		}
+	}
+	free(list);
+}
+
+struct id_list {
+	struct fp11_identity *v;
+	size_t n, cap;
+};
+
+static int id_push(struct id_list *l, struct fp11_identity **slot)
+{
+	if (l->n == l->cap) {
+		size_t ncap = l->cap ? l->cap * 2 : 8;
+		struct fp11_identity *nv = realloc(l->v, ncap * sizeof(*nv));
+		if (!nv)
+			return FIRMANTE_E_NOMEM;
+		l->v = nv;
+		l->cap = ncap;
+	}
+	*slot = &l->v[l->n++];
+	memset(*slot, 0, sizeof(**slot));
+	return 0;
+}
+
+/* Fill an identity from token @t, key @k (may be NULL: key not visible) and cert @c. */
+static int make_identity(struct id_list *l, const struct token_ref *t, const struct p11obj *k,
+			 const struct p11obj *c, bool sha256_rsa, bool rsa)
+{
+	struct fp11_identity *id;
+	const struct p11obj *idsrc = k ? k : c;
+	if (idsrc->id_len > sizeof(id->id))
+		return 0; /* unusual ids do not fit: skip */
+	int rc = id_push(l, &id);
+	if (rc != 0)
+		return rc;
+	id->token = t->info;
+	memcpy(id->id, idsrc->id, idsrc->id_len);
+	id->id_len = idsrc->id_len;
+	snprintf(id->key_label, sizeof(id->key_label), "%s", k ? k->label : c->label);
+	id->key_visible = k != NULL;
+	if (k) {
+		id->sensitive = k->sensitive;
+		id->extractable = k->extractable;
+		id->always_authenticate = k->always_auth;
+	}
+	id->mech_sha256_rsa_pkcs = sha256_rsa;
+	id->mech_rsa_pkcs = rsa;
+	id->cert_der = malloc(c->value_len);
+	if (!id->cert_der) {
+		l->n--;
+		return FIRMANTE_E_NOMEM;
+	}
+	memcpy(id->cert_der, c->value, c->value_len);
+	id->cert_len = c->value_len;
+	id->cert_err = fm_satcert_parse_der(id->cert_der, id->cert_len, &id->cert);
+	rc = key_uri(t, id->id, id->id_len, k ? id->key_label : NULL, id->uri, sizeof(id->uri));
+	if (rc != 0) {
+		free(id->cert_der);
+		l->n--;
+		return rc;
+	}
+	return 0;
+}
+
+/* Identities of one token, appended to @l. */
+static int token_identities(const struct token_ref *t, struct id_list *l)
+{
+	CK_FUNCTION_LIST *f = t->mod->funcs;
+	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
+	struct p11obj *keys = NULL, *certs = NULL, *pubs = NULL;
+	size_t nk = 0, nc = 0, np = 0;
+	CK_OBJECT_CLASS c_priv = CKO_PRIVATE_KEY, c_pub = CKO_PUBLIC_KEY, c_cert = CKO_CERTIFICATE;
+	CK_KEY_TYPE k_rsa = CKK_RSA;
+	CK_CERTIFICATE_TYPE x509 = CKC_X_509;
+	CK_SESSION_INFO si;
+	int rc;
+
+	CK_RV rv = f->C_OpenSession(t->slot, CKF_SERIAL_SESSION, NULL, NULL, &s);
+	if (rv != CKR_OK) {
+		rc = map_rv(rv);
+		/* A token that went away while listing is simply not listed. */
+		return rc == FIRMANTE_E_TOKEN_REMOVED ? 0 : rc;
+	}
+	CK_ATTRIBUTE t_priv[] = { { CKA_CLASS, &c_priv, sizeof(c_priv) },
+				  { CKA_KEY_TYPE, &k_rsa, sizeof(k_rsa) } };
+	CK_ATTRIBUTE t_pub[] = { { CKA_CLASS, &c_pub, sizeof(c_pub) },
+				 { CKA_KEY_TYPE, &k_rsa, sizeof(k_rsa) } };
+	CK_ATTRIBUTE t_cert[] = { { CKA_CLASS, &c_cert, sizeof(c_cert) },
+				  { CKA_CERTIFICATE_TYPE, &x509, sizeof(x509) } };
+	rc = find_objects(f, s, t_priv, 2, OBJ_PRIVATE, &keys, &nk);
+	if (rc == 0)
+		rc = find_objects(f, s, t_cert, 2, OBJ_CERT, &certs, &nc);
+	if (rc == 0)
+		rc = find_objects(f, s, t_pub, 2, OBJ_PUBLIC, &pubs, &np);
+	if (rc != 0)
+		goto out;
+	bool logged_in = f->C_GetSessionInfo(s, &si) == CKR_OK &&
+			 (si.state == CKS_RO_USER_FUNCTIONS || si.state == CKS_RW_USER_FUNCTIONS);
+
+	bool sha256_rsa, rsa;
+	token_mechs(t, &sha256_rsa, &rsa);
+
+	for (size_t i = 0; i < nk; i++) {
+		struct p11obj *k = &keys[i];
+		const uint8_t *kn = k->modulus, *ke = k->exponent;
+		size_t kn_len = k->modulus_len, ke_len = k->exponent_len;
+		if (!kn || !ke) {
+			/* The private key hides its public part: use the public key object. */
+			for (size_t j = 0; j < np; j++) {
+				if (same_id(&pubs[j], k) && pubs[j].modulus && pubs[j].exponent) {
+					kn = pubs[j].modulus;
+					kn_len = pubs[j].modulus_len;
+					ke = pubs[j].exponent;
+					ke_len = pubs[j].exponent_len;
+					break;
+				}
+			}
+		}
+		struct p11obj *cert = NULL;
+		/* 1. By CKA_ID, checked against the public key when it is known. */
+		for (size_t j = 0; j < nc && !cert; j++) {
+			if (!certs[j].value || !same_id(&certs[j], k))
+				continue;
+			if (kn && ke && !cert_key_matches(certs[j].value, certs[j].value_len, kn, kn_len,
+							  ke, ke_len))
+				continue;
+			cert = &certs[j];
+		}
+		/* 2. By public key. */
+		for (size_t j = 0; j < nc && !cert && kn && ke; j++) {
+			if (certs[j].value && cert_key_matches(certs[j].value, certs[j].value_len, kn,
+							       kn_len, ke, ke_len))
+				cert = &certs[j];
+		}
+		if (!cert)
+			continue;
+		cert->used = true;
+		rc = make_identity(l, t, k, cert, sha256_rsa, rsa);
+		if (rc != 0)
+			goto out;
+	}
+
+	/*
+	 * Private keys may be invisible until login (CKA_PRIVATE, §4.4). Then
+	 * list end-entity certificates that have no visible key: the key is
+	 * looked up by CKA_ID after login, in fp11_sign().
+	 */
+	if (t->info.login_required && !logged_in) {
+		for (size_t j = 0; j < nc; j++) {
+			struct p11obj *c = &certs[j];
+			if (c->used || !c->value || c->id_len == 0 ||
+			    cert_is_ca(c->value, c->value_len))
+				continue;
+			bool key_seen = false;
+			for (size_t i = 0; i < nk && !key_seen; i++)
+				key_seen = same_id(&keys[i], c);
+			if (key_seen)
+				continue;
+			rc = make_identity(l, t, NULL, c, sha256_rsa, rsa);
+			if (rc != 0)
+				goto out;
+		}
+	}
+	rc = 0;
+out:
+	objs_free(keys, nk);
+	objs_free(certs, nc);
+	objs_free(pubs, np);
+	f->C_CloseSession(s);
+	return rc == FIRMANTE_E_TOKEN_REMOVED ? 0 : rc;
+}
+
+void fp11_identities_free(struct fp11_identity *ids, size_t n)
+{
+	if (!ids)
+		return;
+	for (size_t i = 0; i < n; i++)
+		free(ids[i].cert_der);
+	free(ids);
+}
+
+/* Caller holds the lock. */
+static int list_identities_locked(fp11_ctx *ctx, struct fp11_identity **out, size_t *n)
+{
+	struct token_ref *toks = NULL;
+	size_t nt = 0;
+	struct id_list l = { NULL, 0, 0 };
+	int rc = enum_tokens(ctx, &toks, &nt);
+	if (rc != 0)
+		return rc;
+	for (size_t i = 0; i < nt; i++) {
+		rc = token_identities(&toks[i], &l);
+		if (rc != 0)
+			goto out;
+	}
+	if (!l.v) {
+		l.v = calloc(1, sizeof(*l.v));
+		if (!l.v) {
+			rc = FIRMANTE_E_NOMEM;
+			goto out;
+		}
+	}
+	*out = l.v;
+	*n = l.n;
+	l.v = NULL;
+	l.n = 0;
+	rc = 0;
+out:
+	fp11_identities_free(l.v, l.n);
+	free(toks);
+	return rc;
+}
+
+int fp11_list_identities(fp11_ctx *ctx, struct fp11_identity **out, size_t *n)
+{
+	if (!ctx || !out || !n)
+		return FIRMANTE_E_BAD_REQUEST;
+	pthread_mutex_lock(&ctx->lock);
+	int rc = list_identities_locked(ctx, out, n);
+	pthread_mutex_unlock(&ctx->lock);
+	return rc;
+}
+
+int fp11_find_identity(fp11_ctx *ctx, const char *uri, struct fp11_identity **out)
+{
+	int rc;
+	P11KitUri *u = NULL;
+	struct fp11_identity *ids = NULL, *one = NULL;
+	size_t n = 0, found = 0, which = 0;
+
+	if (!ctx || !uri || !out)
+		return FIRMANTE_E_BAD_REQUEST;
+	u = p11_kit_uri_new();
+	if (!u)
+		return FIRMANTE_E_NOMEM;
+	if (p11_kit_uri_parse(uri, P11_KIT_URI_FOR_OBJECT_ON_TOKEN, u) != P11_KIT_URI_OK) {
+		rc = FIRMANTE_E_BAD_REQUEST;
+		goto out;
+	}
+	/* Unknown path attributes: RFC 7512 §2.3 says such a URI matches nothing. */
+	if (p11_kit_uri_any_unrecognized(u)) {
+		rc = FIRMANTE_E_KEY_NOT_FOUND;
+		goto out;
+	}
+	CK_ATTRIBUTE *cls = p11_kit_uri_get_attribute(u, CKA_CLASS);
+	if (cls && (cls->ulValueLen != sizeof(CK_OBJECT_CLASS) ||
+		    *(CK_OBJECT_CLASS *)cls->pValue != CKO_PRIVATE_KEY)) {
+		rc = FIRMANTE_E_KEY_NOT_FOUND;
+		goto out;
+	}
+	pthread_mutex_lock(&ctx->lock);
+	rc = list_identities_locked(ctx, &ids, &n);
+	pthread_mutex_unlock(&ctx->lock);
+	if (rc != 0)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		CK_TOKEN_INFO raw;
+		CK_OBJECT_CLASS priv = CKO_PRIVATE_KEY;
+		raw_from_info(&ids[i].token, &raw);
+		if (!p11_kit_uri_match_token_info(u, &raw))
+			continue;
+		CK_ATTRIBUTE attrs[] = {
+			{ CKA_CLASS, &priv, sizeof(priv) },
+			{ CKA_ID, ids[i].id, ids[i].id_len },
+			{ CKA_LABEL, ids[i].key_label, strlen(ids[i].key_label) },
+		};
+		if (!p11_kit_uri_match_attributes(u, attrs, 3))
+			continue;
+		found++;
+		which = i;
+	}
+	if (found != 1) {
+		rc = FIRMANTE_E_KEY_NOT_FOUND;
+		goto out;
+	}
+	one = calloc(1, sizeof(*one));
+	if (!one) {
+		rc = FIRMANTE_E_NOMEM;
+		goto out;
+	}
+	*one = ids[which];
+	ids[which].cert_der = NULL; /* ownership moves to @one */
+	*out = one;
+	rc = 0;
+out:
+	fp11_identities_free(ids, n);
+	p11_kit_uri_free(u);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Signing */
+
+/* DER prefix of a SHA-256 DigestInfo (RFC 8017 §9.2, note 1). */
+static const uint8_t sha256_digestinfo_prefix[19] = {
+	0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
+	0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20,
+};
+
+static int do_login(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, CK_USER_TYPE user,
+		    const struct fp11_token_info *tok, fp11_pin_cb pin_cb, void *pin_cb_data)
+{
+	CK_RV rv;
+	if (tok->protected_auth_path) {
+		/* PIN pad: NULL PIN (PKCS#11 v2.40 §5.6, C_Login). */
+		rv = f->C_Login(s, user, NULL, 0);
+	} else {
+		char pin[PIN_MAX];
+		if (!pin_cb)
+			return FIRMANTE_E_PINENTRY;
+		memset(pin, 0, sizeof(pin));
+		int rc = pin_cb(pin_cb_data, tok, user == CKU_CONTEXT_SPECIFIC, pin, sizeof(pin));
+		if (rc != 0) {
+			fm_wipe(pin, sizeof(pin));
+			return rc < 0 ? rc : FIRMANTE_E_PINENTRY;
+		}
+		pin[sizeof(pin) - 1] = '\0';
+		rv = f->C_Login(s, user, (CK_UTF8CHAR *)pin, strlen(pin));
+		fm_wipe(pin, sizeof(pin));
+	}
+	if (rv == CKR_USER_ALREADY_LOGGED_IN)
+		return 0;
+	return map_rv(rv);
+}
+
+int fp11_sign(fp11_ctx *ctx, const struct fp11_identity *id, fp11_pin_cb pin_cb,
+	      void *pin_cb_data, bool allow_final_try, const uint8_t *data, size_t len,
+	      uint8_t *sig, size_t *sig_len)
+{
+	int rc;
+	struct token_ref *toks = NULL, *t = NULL;
+	size_t nt = 0;
+	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
+	CK_FUNCTION_LIST *f = NULL;
+	bool we_logged_in = false;
+	uint8_t tbs[sizeof(sha256_digestinfo_prefix) + 32];
+
+	if (!ctx || !id || !sig || !sig_len || (!data && len))
+		return FIRMANTE_E_BAD_REQUEST;
+	if (id->cert_err == 0 && id->cert.key_bits > 0 &&
+	    *sig_len < (size_t)(id->cert.key_bits + 7) / 8)
+		return FIRMANTE_E_BAD_REQUEST;
+
+	pthread_mutex_lock(&ctx->lock);
+	rc = enum_tokens(ctx, &toks, &nt);
+	if (rc != 0)
+		goto out;
+	for (size_t i = 0; i < nt && !t; i++)
+		if (same_token(&toks[i].info, &id->token))
+			t = &toks[i];
+	if (!t) {
+		rc = FIRMANTE_E_TOKEN_REMOVED;
+		goto out;
+	}
+	f = t->mod->funcs;
+	if (t->info.user_pin_locked) {
+		rc = FIRMANTE_E_PIN_LOCKED;
+		goto out;
+	}
+
+	CK_RV rv = f->C_OpenSession(t->slot, CKF_SERIAL_SESSION, NULL, NULL, &s);
+	if (rv != CKR_OK) {
+		s = CK_INVALID_HANDLE;
+		rc = map_rv(rv);
+		goto out;
+	}
+	CK_SESSION_INFO si;
+	rv = f->C_GetSessionInfo(s, &si);
+	if (rv != CKR_OK) {
+		rc = map_rv(rv);
+		goto out;
+	}
+	bool logged_in = si.state == CKS_RO_USER_FUNCTIONS || si.state == CKS_RW_USER_FUNCTIONS;
+	if (t->info.login_required && !logged_in) {
+		if (t->info.user_pin_final_try && !allow_final_try) {
+			rc = FIRMANTE_E_PIN_FINAL_TRY;
+			goto out;
+		}
+		rc = do_login(f, s, CKU_USER, &t->info, pin_cb, pin_cb_data);
+		if (rc != 0)
+			goto out;
+		we_logged_in = true;
+	}
+
+	/* Find the key again: CKA_ID, and the label when it was visible. */
+	CK_OBJECT_CLASS priv = CKO_PRIVATE_KEY;
+	CK_ATTRIBUTE tmpl[] = {
+		{ CKA_CLASS, &priv, sizeof(priv) },
+		{ CKA_ID, (void *)id->id, id->id_len },
+		{ CKA_LABEL, (void *)id->key_label, strlen(id->key_label) },
+	};
+	CK_ULONG n_tmpl = id->key_visible && id->key_label[0] ? 3 : 2;
+	CK_OBJECT_HANDLE keys[2];
+	CK_ULONG nkeys = 0;
+	rv = f->C_FindObjectsInit(s, tmpl, n_tmpl);
+	if (rv == CKR_OK) {
+		rv = f->C_FindObjects(s, keys, 2, &nkeys);
+		f->C_FindObjectsFinal(s);
+	}
+	if (rv != CKR_OK) {
+		rc = map_rv(rv);
+		goto out;
+	}
+	if (nkeys != 1 || id->id_len == 0) {
+		rc = FIRMANTE_E_KEY_NOT_FOUND;
+		goto out;
+	}
+	bool always_auth = get_bool(f, s, keys[0], CKA_ALWAYS_AUTHENTICATE, false);
+	if (!id->key_visible && (!get_bool(f, s, keys[0], CKA_SENSITIVE, false) ||
+				 get_bool(f, s, keys[0], CKA_EXTRACTABLE, true))) {
+		rc = FIRMANTE_E_KEY_EXTRACTABLE;
+		goto out;
+	}
+
+	bool sha256_rsa, rsa;
+	token_mechs(t, &sha256_rsa, &rsa);
+	CK_MECHANISM mech = { CKM_SHA256_RSA_PKCS, NULL, 0 };
+	/* Some modules refuse a NULL pData even with a zero length. */
+	static const uint8_t empty[1];
+	const uint8_t *in = data ? data : empty;
+	size_t in_len = len;
+	if (!sha256_rsa) {
+		if (!rsa) {
+			rc = FIRMANTE_E_MECHANISM;
+			goto out;
+		}
+		/* Hash here and sign the DigestInfo (RFC 8017 §9.2). */
+		unsigned int mdlen = 0;
+		memcpy(tbs, sha256_digestinfo_prefix, sizeof(sha256_digestinfo_prefix));
+		if (!EVP_Digest(data ? data : empty, len, tbs + sizeof(sha256_digestinfo_prefix), &mdlen,
+				EVP_sha256(), NULL) || mdlen != 32) {
+			rc = FIRMANTE_E_INTERNAL;
+			goto out;
+		}
+		mech.mechanism = CKM_RSA_PKCS;
+		in = tbs;
+		in_len = sizeof(tbs);
+	}
+	rv = f->C_SignInit(s, &mech, keys[0]);
+	if (rv != CKR_OK) {
+		rc = map_rv(rv);
+		goto out;
+	}
+	if (always_auth) {
+		/* CKA_ALWAYS_AUTHENTICATE: context-specific login after C_SignInit (§4.9). */
+		rc = do_login(f, s, CKU_CONTEXT_SPECIFIC, &t->info, pin_cb, pin_cb_data);
+		if (rc != 0)
+			goto out;
+	}
+	CK_ULONG out_len = *sig_len;
+	rv = f->C_Sign(s, (CK_BYTE_PTR)in, in_len, sig, &out_len);
+	if (rv == CKR_BUFFER_TOO_SMALL) {
+		rc = FIRMANTE_E_BAD_REQUEST;
+		goto out;
+	}
+	if (rv != CKR_OK) {
+		rc = map_rv(rv);
+		goto out;
+	}
+	*sig_len = out_len;
+	rc = 0;
+out:
+	fm_wipe(tbs, sizeof(tbs));
+	if (s != CK_INVALID_HANDLE) {
+		if (we_logged_in)
+			f->C_Logout(s);
+		f->C_CloseSession(s);
+	}
+	pthread_mutex_unlock(&ctx->lock);
+	free(toks);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+
+const char *fp11_ckr_name(unsigned long rv)
+{
+#define R(x) { x, #x }
+	static const struct {
+		unsigned long rv;
+		const char *name;
+	} names[] = {
+		R(CKR_OK), R(CKR_CANCEL), R(CKR_HOST_MEMORY), R(CKR_SLOT_ID_INVALID),
+		R(CKR_GENERAL_ERROR), R(CKR_FUNCTION_FAILED), R(CKR_ARGUMENTS_BAD),
+		R(CKR_NO_EVENT), R(CKR_NEED_TO_CREATE_THREADS), R(CKR_CANT_LOCK),
+		R(CKR_ATTRIBUTE_READ_ONLY), R(CKR_ATTRIBUTE_SENSITIVE),
+		R(CKR_ATTRIBUTE_TYPE_INVALID), R(CKR_ATTRIBUTE_VALUE_INVALID),
+		R(CKR_DATA_INVALID), R(CKR_DATA_LEN_RANGE), R(CKR_DEVICE_ERROR),
+		R(CKR_DEVICE_MEMORY), R(CKR_DEVICE_REMOVED), R(CKR_ENCRYPTED_DATA_INVALID),
+		R(CKR_FUNCTION_CANCELED), R(CKR_FUNCTION_NOT_PARALLEL),
+		R(CKR_FUNCTION_NOT_SUPPORTED), R(CKR_KEY_HANDLE_INVALID), R(CKR_KEY_SIZE_RANGE),
+		R(CKR_KEY_TYPE_INCONSISTENT), R(CKR_KEY_FUNCTION_NOT_PERMITTED),
+		R(CKR_MECHANISM_INVALID), R(CKR_MECHANISM_PARAM_INVALID),
+		R(CKR_OBJECT_HANDLE_INVALID), R(CKR_OPERATION_ACTIVE),
+		R(CKR_OPERATION_NOT_INITIALIZED), R(CKR_PIN_INCORRECT), R(CKR_PIN_INVALID),
+		R(CKR_PIN_LEN_RANGE), R(CKR_PIN_EXPIRED), R(CKR_PIN_LOCKED),
+		R(CKR_SESSION_CLOSED), R(CKR_SESSION_COUNT), R(CKR_SESSION_HANDLE_INVALID),
+		R(CKR_SESSION_PARALLEL_NOT_SUPPORTED), R(CKR_SESSION_READ_ONLY),
+		R(CKR_SESSION_EXISTS), R(CKR_SESSION_READ_ONLY_EXISTS),
+		R(CKR_SESSION_READ_WRITE_SO_EXISTS), R(CKR_SIGNATURE_INVALID),
+		R(CKR_SIGNATURE_LEN_RANGE), R(CKR_TEMPLATE_INCOMPLETE),
+		R(CKR_TEMPLATE_INCONSISTENT), R(CKR_TOKEN_NOT_PRESENT),
+		R(CKR_TOKEN_NOT_RECOGNIZED), R(CKR_TOKEN_WRITE_PROTECTED),
+		R(CKR_USER_ALREADY_LOGGED_IN), R(CKR_USER_NOT_LOGGED_IN),
+		R(CKR_USER_PIN_NOT_INITIALIZED), R(CKR_USER_TYPE_INVALID),
+		R(CKR_USER_ANOTHER_ALREADY_LOGGED_IN), R(CKR_USER_TOO_MANY_TYPES),
+		R(CKR_BUFFER_TOO_SMALL), R(CKR_RANDOM_NO_RNG), R(CKR_DOMAIN_PARAMS_INVALID),
+		R(CKR_CRYPTOKI_NOT_INITIALIZED), R(CKR_CRYPTOKI_ALREADY_INITIALIZED),
+		R(CKR_MUTEX_BAD), R(CKR_MUTEX_NOT_LOCKED), R(CKR_FUNCTION_REJECTED),
+	};
+#undef R
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (names[i].rv == rv)
+			return names[i].name;
+	if (rv >= CKR_VENDOR_DEFINED)
+		return "CKR_VENDOR_DEFINED";
+	return "CKR_UNKNOWN";
+}

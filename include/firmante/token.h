@@ -61,7 +61,7 @@ struct fp11_identity {
 	struct fp11_token_info token;
 	uint8_t id[64];          /* CKA_ID */
 	size_t id_len;
-	char key_label[128];     /* CKA_LABEL of the private key */
+	char key_label[128];     /* CKA_LABEL of the private key (see key_visible) */
 	char uri[1024];          /* RFC 7512 URI of the private key
 	                          * (token, serial, id, object, type=private) */
 	uint8_t *cert_der;       /* certificate (CKA_VALUE), owned */
@@ -73,6 +73,13 @@ struct fp11_identity {
 	bool always_authenticate;/* CKA_ALWAYS_AUTHENTICATE */
 	bool mech_sha256_rsa_pkcs; /* token offers CKM_SHA256_RSA_PKCS for signing */
 	bool mech_rsa_pkcs;        /* token offers CKM_RSA_PKCS for signing */
+	/* The private key object was visible without login. When false (a
+	 * CKA_PRIVATE key on a token that needs login), the identity comes
+	 * from an end-entity certificate with this CKA_ID; key_label is the
+	 * certificate's CKA_LABEL, the URI has no "object", and sensitive,
+	 * extractable and always_authenticate are unknown (false);
+	 * fp11_sign() checks them after login. */
+	bool key_visible;
 };
 
 /*
@@ -110,7 +117,12 @@ int fp11_list_tokens(fp11_ctx *ctx, struct fp11_token_info **out, size_t *n);
  * fp11_list_identities - every RSA private key that has a certificate
  * (paired by CKA_ID, else by public key), on every present token. Keys
  * without a certificate are skipped. Certificates are read without login
- * (they are public objects; PKCS#11 v2.40 §4.6.3).
+ * (they are public objects; PKCS#11 v2.40 §4.6.3). On a token that needs
+ * login, private keys may stay hidden until login (CKA_PRIVATE, §4.4): then
+ * every end-entity certificate (not a CA) with a non-empty CKA_ID and no
+ * visible key is listed too, with key_visible false. Tokens that are not
+ * initialised (CKF_TOKEN_INITIALIZED clear) are not listed, and a token
+ * seen through two modules (p11-kit and a configured path) is listed once.
  * @out: array freed with fp11_identities_free(); @n: its length.
  * Returns 0, FIRMANTE_E_NOMEM, FIRMANTE_E_TOKEN.
  */
@@ -142,10 +154,17 @@ int fp11_find_identity(fp11_ctx *ctx, const char *uri, struct fp11_identity **ou
  *      again on the token by serial, label and CKA_ID (slot ids may change).
  * @sig: buffer of *@sig_len bytes; on success *@sig_len is the signature
  *       length (the modulus size, 256 bytes for RSA-2048).
+ * For an identity with key_visible false, the key's CKA_SENSITIVE and
+ * CKA_EXTRACTABLE are read after login and an extractable or non-sensitive
+ * key is refused with FIRMANTE_E_KEY_EXTRACTABLE (the caller could not
+ * have checked them; DESIGN.md "Keys stay on the token").
+ * The PIN buffer is wiped; the session is logged out and closed on return.
  * Returns 0, FIRMANTE_E_KEY_NOT_FOUND, FIRMANTE_E_TOKEN_REMOVED,
  * FIRMANTE_E_PIN_INCORRECT, FIRMANTE_E_PIN_LOCKED, FIRMANTE_E_PIN_FINAL_TRY,
  * FIRMANTE_E_MECHANISM, FIRMANTE_E_TOKEN, FIRMANTE_E_NOMEM,
- * FIRMANTE_E_BAD_REQUEST (@sig too small), or the callback's error.
+ * FIRMANTE_E_BAD_REQUEST (@sig too small), FIRMANTE_E_KEY_EXTRACTABLE,
+ * FIRMANTE_E_PINENTRY (login needed but @pin_cb is NULL), FIRMANTE_E_USER_DENIED
+ * (also CKR_FUNCTION_CANCELED from a PIN pad), or the callback's error.
  */
 int fp11_sign(fp11_ctx *ctx, const struct fp11_identity *id,
 	      fp11_pin_cb pin_cb, void *pin_cb_data, bool allow_final_try,
