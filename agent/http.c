@@ -191,7 +191,10 @@ static int check_identity(const struct agent *a, const struct fp11_identity *id,
 			 id->key_label, firmante_err_title(id->cert_err));
 		return id->cert_err;
 	}
-	if (!a->cfg->allow_extractable_keys && (id->extractable || !id->sensitive)) {
+	/* A key hidden until login (key_visible false) is checked by fp11_sign()
+	 * after login; its attributes are unknown here. */
+	if (!a->cfg->allow_extractable_keys && id->key_visible &&
+	    (id->extractable || !id->sensitive)) {
 		snprintf(detail, size,
 			 "the private key of certificate %s can leave its token (%s); the agent "
 			 "refuses such keys unless allow-extractable-keys is set",
@@ -270,12 +273,15 @@ static json_t *key_json(const struct agent *a, const struct fp11_identity *id, t
 	if (!id->cert_err)
 		kind = id->cert.kind == FM_SATCERT_FIEL ? "fiel" :
 		       id->cert.kind == FM_SATCERT_CSD ? "csd" : "";
-	o = json_pack("{s:s, s:{s:s, s:s}, s:s, s:s, s:b, s:b, s:b}",
+	o = json_pack("{s:s, s:{s:s, s:s}, s:s, s:s, s:b}",
 		      "uri", id->uri, "token", "label", id->token.label, "serial", id->token.serial,
-		      "id", hex, "label", id->key_label, "sensitive", id->sensitive,
-		      "extractable", id->extractable, "usable", rc == 0);
+		      "id", hex, "label", id->key_label, "usable", rc == 0);
 	if (!o)
 		return NULL;
+	/* Unknown (null) for a key the token shows only after login. */
+	json_object_set_new(o, "sensitive", id->key_visible ? json_boolean(id->sensitive) : json_null());
+	json_object_set_new(o, "extractable",
+			    id->key_visible ? json_boolean(id->extractable) : json_null());
 	if (!id->cert_err) {
 		json_object_set_new(o, "subject", json_string(id->cert.subject));
 		json_object_set_new(o, "curp", json_string(id->cert.curp));
@@ -849,12 +855,12 @@ int agent_http_start(struct agent *agent, int listen_fd, struct MHD_Daemon **out
 	d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
 				     MHD_USE_POLL | MHD_USE_ERROR_LOG,
 			     0, NULL, NULL, on_request, agent,
+			     MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 			     MHD_OPTION_LISTEN_SOCKET, listen_fd,
 			     MHD_OPTION_CONNECTION_LIMIT, (unsigned int)agent->cfg->max_clients,
 			     MHD_OPTION_CONNECTION_TIMEOUT, CONNECTION_TIMEOUT_S,
 			     MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
 			     MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-			     MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 			     MHD_OPTION_END);
 	if (!d)
 		return FIRMANTE_E_INTERNAL;
