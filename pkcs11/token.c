@@ -52,6 +52,7 @@ struct fp11_ctx {
 	CK_FUNCTION_LIST **registered; /* p11_kit_modules_load_and_initialize() */
 	struct module *mods;
 	size_t n_mods;
+	bool hash_in_software; /* fp11_set_hash_in_software() */
 };
 
 /* A token found during one enumeration. */
@@ -1063,6 +1064,8 @@ int fp11_sign(fp11_ctx *ctx, const struct fp11_identity *id, fp11_pin_cb pin_cb,
 
 	bool sha256_rsa, rsa;
 	token_mechs(t, &sha256_rsa, &rsa);
+	if (ctx->hash_in_software && rsa)
+		sha256_rsa = false;
 	CK_MECHANISM mech = { CKM_SHA256_RSA_PKCS, NULL, 0 };
 	/* Some modules refuse a NULL pData even with a zero length. */
 	static const uint8_t empty[1];
@@ -1118,6 +1121,15 @@ out:
 	pthread_mutex_unlock(&ctx->lock);
 	free(toks);
 	return rc;
+}
+
+void fp11_set_hash_in_software(fp11_ctx *ctx, bool on)
+{
+	if (!ctx)
+		return;
+	pthread_mutex_lock(&ctx->lock);
+	ctx->hash_in_software = on;
+	pthread_mutex_unlock(&ctx->lock);
 }
 
 /* ------------------------------------------------------------------ */

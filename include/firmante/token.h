@@ -171,6 +171,15 @@ int fp11_sign(fp11_ctx *ctx, const struct fp11_identity *id,
 	      const uint8_t *data, size_t len, uint8_t *sig, size_t *sig_len);
 
 /*
+ * fp11_set_hash_in_software - when @on, fp11_sign() hashes in code and signs
+ * a SHA-256 DigestInfo (RFC 8017 §9.2) with CKM_RSA_PKCS even when the token
+ * offers CKM_SHA256_RSA_PKCS: for tokens whose on-card hashing is slow or
+ * limits the input size. The signature is the same (RSASSA-PKCS1-v1_5 is
+ * deterministic). Default off. NULL @ctx is a no-op.
+ */
+void fp11_set_hash_in_software(fp11_ctx *ctx, bool on);
+
+/*
  * fp11_ckr_name - "CKR_PIN_INCORRECT" etc. for a CK_RV value (for logs).
  */
 const char *fp11_ckr_name(unsigned long rv);

@@ -119,7 +119,18 @@ static int group_setup(void **state)
 			      "--id", "0f", "--cer", SAT_FIEL "/certificate.cer",
 			      "--key", SAT_FIEL "/private_key.key",
 			      "--password-file", SAT_FIEL "/password.txt", NULL };
-	if (run_tool(init) || run_tool(fiel) || run_tool(csd) || run_tool(ext) || run_tool(imp))
+	/* A key that needs the PIN for every signature (CKA_ALWAYS_AUTHENTICATE). */
+	const char *always[] = { "", "signer", "--dir", d, "--label", LABEL, "--pin", PIN,
+				 "--id", "05", "--name", "ANA RUIZ DIAZ", "--always-authenticate",
+				 "--curp", "RUDA900101MDFZZN05", "--rfc", "RUDA900101AB3",
+				 "--serial", "30001000000500000005", NULL };
+	/* Certificate stored under another CKA_ID: paired by public key. */
+	const char *other_id[] = { "", "signer", "--dir", d, "--label", LABEL, "--pin", PIN,
+				   "--id", "06", "--cert-id", "66", "--visible",
+				   "--name", "LUIS DIAZ RUIZ", "--curp", "DIRL850101HDFZZS06",
+				   "--rfc", "DIRL850101AB4", "--serial", "30001000000500000006", NULL };
+	if (run_tool(init) || run_tool(fiel) || run_tool(csd) || run_tool(ext) || run_tool(imp) ||
+	    run_tool(always) || run_tool(other_id))
 		goto fail;
 
 	char conf[128];
@@ -232,7 +243,7 @@ static void test_identities(void **state)
 	size_t n = 0;
 	char when[32];
 	assert_int_equal(fp11_list_identities(fx->ctx, &ids, &n), 0);
-	assert_int_equal(n, 4);
+	assert_int_equal(n, 6);
 
 	/* FIEL with its key hidden until login: listed from the certificate. */
 	const struct fp11_identity *fiel = by_id(ids, n, 0x01);
@@ -302,6 +313,20 @@ static void test_identities(void **state)
 	assert_string_equal(sat->cert.curp, "HEGT761003MDFRNN09");
 	assert_int_equal(fm_satcert_check_validity(&sat->cert, time(NULL)), FIRMANTE_E_CERT_EXPIRED);
 
+	const struct fp11_identity *al = by_id(ids, n, 0x05);
+	assert_non_null(al);
+	assert_false(al->key_visible);
+	assert_string_equal(al->cert.no_certificado, "30001000000500000005");
+
+	/* Key 06, certificate 66: paired by the RSA public key; the key's id counts. */
+	const struct fp11_identity *pk = by_id(ids, n, 0x06);
+	assert_non_null(pk);
+	assert_true(pk->key_visible);
+	assert_string_equal(pk->cert.no_certificado, "30001000000500000006");
+	assert_string_equal(pk->cert.curp, "DIRL850101HDFZZS06");
+	assert_non_null(strstr(pk->uri, "id=%06"));
+	assert_null(by_id(ids, n, 0x66));
+
 	fp11_identities_free(ids, n);
 }
 
@@ -369,6 +394,28 @@ static int pin_cb(void *data, const struct fp11_token_info *tok, bool context_sp
 	if (p->err)
 		return p->err;
 	snprintf(pin, pin_size, "%s", p->pin);
+	return 0;
+}
+
+/* Correct PIN for CKU_USER, then the error in @data for CKU_CONTEXT_SPECIFIC. */
+static int pin_cb_deny_context(void *data, const struct fp11_token_info *tok,
+			       bool context_specific, char *pin, size_t pin_size)
+{
+	struct pin_ctx *p = data;
+	p->calls++;
+	if (context_specific)
+		return p->err;
+	snprintf(pin, pin_size, "%s", PIN);
+	return 0;
+}
+
+/* Correct PIN for CKU_USER, the PIN in @data for CKU_CONTEXT_SPECIFIC. */
+static int pin_cb_bad_context(void *data, const struct fp11_token_info *tok,
+			      bool context_specific, char *pin, size_t pin_size)
+{
+	struct pin_ctx *p = data;
+	p->calls++;
+	snprintf(pin, pin_size, "%s", context_specific ? p->pin : PIN);
 	return 0;
 }
 
@@ -531,6 +578,60 @@ static void test_known_answer(void **state)
 	fp11_identities_free(id, 1);
 }
 
+static void test_always_authenticate(void **state)
+{
+	/* CKU_USER login, then CKU_CONTEXT_SPECIFIC after C_SignInit. */
+	struct fixture *fx = *state;
+	static const uint8_t hello[] = "hello";
+	uint8_t sig[512];
+	size_t sig_len = sizeof(sig);
+	struct pin_ctx good = { PIN, 0, 0, 0 };
+	struct fp11_identity *id = find(fx, "pkcs11:id=%05");
+	assert_int_equal(fp11_sign(fx->ctx, id, pin_cb, &good, false, hello, 5, sig, &sig_len), 0);
+	assert_int_equal(good.calls, 2);
+	assert_int_equal(good.context_calls, 1);
+	assert_true(verify(id, hello, 5, sig, sig_len));
+	/* Denied at the context-specific prompt: that error, no signature. */
+	memset(sig, 0xEE, sizeof(sig));
+	sig_len = sizeof(sig);
+	struct pin_ctx deny_ctx = { PIN, FIRMANTE_E_USER_DENIED, 0, 0 };
+	assert_int_equal(fp11_sign(fx->ctx, id, pin_cb_deny_context, &deny_ctx, false, hello, 5,
+				   sig, &sig_len), FIRMANTE_E_USER_DENIED);
+	assert_int_equal(deny_ctx.calls, 2);
+	assert_int_equal(sig_len, sizeof(sig));
+	assert_int_equal(sig[0], 0xEE);
+	/* Wrong PIN at the context-specific prompt. */
+	struct pin_ctx bad_ctx = { "999999", 0, 0, 0 };
+	assert_int_equal(fp11_sign(fx->ctx, id, pin_cb_bad_context, &bad_ctx, false, hello, 5,
+				   sig, &sig_len), FIRMANTE_E_PIN_INCORRECT);
+	assert_int_equal(bad_ctx.calls, 2);
+	fp11_identities_free(id, 1);
+}
+
+static void test_hash_in_software(void **state)
+{
+	/* CKM_RSA_PKCS over a DigestInfo built in code gives the same sello. */
+	struct fixture *fx = *state;
+	char *cadena = NULL, *b64 = NULL;
+	size_t len = 0;
+	uint8_t sig[512];
+	size_t sig_len = sizeof(sig);
+	struct pin_ctx good = { PIN, 0, 0, 0 };
+	assert_int_equal(fm_read_file(CADENA, 1 << 20, &cadena, &len), 0);
+	struct fp11_identity *id = find(fx, "pkcs11:id=%0f");
+	fp11_set_hash_in_software(fx->ctx, true);
+	int rc = fp11_sign(fx->ctx, id, pin_cb, &good, false, (const uint8_t *)cadena, len, sig,
+			   &sig_len);
+	fp11_set_hash_in_software(fx->ctx, false);
+	fp11_set_hash_in_software(NULL, true);
+	assert_int_equal(rc, 0);
+	assert_int_equal(fm_base64_encode(sig, sig_len, &b64), 0);
+	assert_string_equal(b64, kat_sello);
+	free(b64);
+	free(cadena);
+	fp11_identities_free(id, 1);
+}
+
 static void test_ckr_name(void **state)
 {
 	assert_string_equal(fp11_ckr_name(CKR_OK), "CKR_OK");
@@ -578,6 +679,8 @@ int main(void)
 		cmocka_unit_test(test_sign_errors),
 		cmocka_unit_test(test_hidden_extractable_refused),
 		cmocka_unit_test(test_known_answer),
+		cmocka_unit_test(test_always_authenticate),
+		cmocka_unit_test(test_hash_in_software),
 		cmocka_unit_test(test_ckr_name),
 		cmocka_unit_test(test_tool_cert_file),
 	};
