@@ -48,7 +48,14 @@ struct request {
 	char *body;
 	size_t len;
 	size_t cap;
+	bool too_large;  /* body over the cap: the rest is discarded */
+	size_t discarded;
 };
+
+/* A chunked body over the cap is discarded up to its end and then answered
+ * 413 (libmicrohttpd cannot answer in the middle of a body); past this
+ * many discarded bytes the connection is closed instead. */
+#define DISCARD_MAX (4u * FIRMANTE_MAX_BODY)
 
 /* One approval dialog at a time: the holder sees one request at a time. */
 static pthread_mutex_t approval_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -104,7 +111,10 @@ static enum MHD_Result send_json(struct MHD_Connection *c, struct request *rq, u
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
 	ret = MHD_queue_response(c, status, resp);
 	rq->responded = true;
-	log_request(rq, (int)status, code);
+	if (ret == MHD_YES)
+		log_request(rq, (int)status, code);
+	else
+		log_request(rq, 0, "connection-closed");
 out:
 	if (resp)
 		MHD_destroy_response(resp);
@@ -759,6 +769,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 {
 	struct agent *agent = cls;
 	struct request *rq = *con_cls;
+	char detail[128];
 
 	if (!rq) {
 		rq = calloc(1, sizeof(*rq));
@@ -772,19 +783,32 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		*upload_data_size = 0; /* discard what still arrives */
 		return MHD_YES;
 	}
+	if (rq->too_large) {
+		rq->discarded += *upload_data_size;
+		if (*upload_data_size && rq->discarded > DISCARD_MAX) {
+			log_request(rq, 0, "payload-too-large, connection closed");
+			return MHD_NO;
+		}
+		if (*upload_data_size) {
+			*upload_data_size = 0;
+			return MHD_YES;
+		}
+		snprintf(detail, sizeof(detail), "the body is larger than %u bytes", FIRMANTE_MAX_BODY);
+		return send_problem(c, rq, FIRMANTE_E_TOO_LARGE, detail);
+	}
 	if (*upload_data_size) {
 		size_t add = *upload_data_size;
 
 		if (add > FIRMANTE_MAX_BODY - rq->len) {
-			char detail[128];
-
+			/* libmicrohttpd 0.9.75 accepts a reply only before the
+			 * body or after it: stop storing, answer at its end. */
 			free(rq->body);
 			rq->body = NULL;
 			rq->len = rq->cap = 0;
+			rq->too_large = true;
+			rq->discarded = add;
 			*upload_data_size = 0;
-			snprintf(detail, sizeof(detail), "the body is larger than %u bytes",
-				 FIRMANTE_MAX_BODY);
-			return send_problem(c, rq, FIRMANTE_E_TOO_LARGE, detail);
+			return MHD_YES;
 		}
 		if (rq->len + add + 1 > rq->cap) {
 			size_t cap = rq->cap ? rq->cap : 16384;
