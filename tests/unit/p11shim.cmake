@@ -3,7 +3,7 @@ add_subdirectory(${CMAKE_CURRENT_SOURCE_DIR}/p11shim ${CMAKE_BINARY_DIR}/tests/p
 
 firmante_unit_test(test_p11shim
   SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/p11shim/test_p11shim.c
-  LIBS PkgConfig::P11KIT PkgConfig::OPENSSL Threads::Threads ${CMAKE_DL_LIBS})
+  LIBS PkgConfig::P11KIT Threads::Threads ${CMAKE_DL_LIBS})
 target_compile_definitions(test_p11shim PRIVATE
   P11SHIM_PATH="$<TARGET_FILE:firmante-p11shim>")
 add_dependencies(test_p11shim firmante-p11shim)
