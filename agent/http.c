@@ -289,6 +289,7 @@ static json_t *key_json(const struct agent *a, const struct fp11_identity *id, t
 	if (!o)
 		return NULL;
 	/* Unknown (null) for a key the token shows only after login. */
+	json_object_set_new(o, "key_visible", json_boolean(id->key_visible));
 	json_object_set_new(o, "sensitive", id->key_visible ? json_boolean(id->sensitive) : json_null());
 	json_object_set_new(o, "extractable",
 			    id->key_visible ? json_boolean(id->extractable) : json_null());

@@ -383,6 +383,15 @@ def body(work, agents):
                        text=True)
     check(r.returncode != 0 and f"{badconf}:2:" in r.stderr, "bad config value names file:line")
 
+    # --- docs/protocol.md lists every code of common/errors.c with its status
+    import re
+    rows = re.findall(r'\{ FIRMANTE_[A-Z_]+, "([^"]+)", (\d+),',
+                      open(os.path.join(SRC, "common", "errors.c")).read())
+    doc = open(os.path.join(SRC, "docs", "protocol.md"), encoding="utf-8").read()
+    missing = [c for c, st in rows if c != "ok" and f"| `{c}` | {st} |" not in doc]
+    check(rows and not missing, f"docs/protocol.md has every code with its status {missing}")
+    check("key_visible" in k1, "keys: key_visible reported")
+
     # --- the PIN never reaches a log
     for a in agents:
         rc = a.stop()
