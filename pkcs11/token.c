@@ -712,8 +712,9 @@ static int make_identity(struct id_list *l, const struct token_ref *t, const str
 	return 0;
 }
 
-/* Identities of one token, appended to @l. */
-static int token_identities(const struct token_ref *t, struct id_list *l)
+/* Identities of one token, appended to @l; FIRMANTE_E_TOKEN_REMOVED when
+ * the token or its session went away. */
+static int token_identities_once(const struct token_ref *t, struct id_list *l)
 {
 	CK_FUNCTION_LIST *f = t->mod->funcs;
 	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
@@ -726,11 +727,8 @@ static int token_identities(const struct token_ref *t, struct id_list *l)
 	int rc;
 
 	CK_RV rv = f->C_OpenSession(t->slot, CKF_SERIAL_SESSION, NULL, NULL, &s);
-	if (rv != CKR_OK) {
-		rc = map_rv(rv);
-		/* A token that went away while listing is simply not listed. */
-		return rc == FIRMANTE_E_TOKEN_REMOVED ? 0 : rc;
-	}
+	if (rv != CKR_OK)
+		return map_rv(rv);
 	CK_ATTRIBUTE t_priv[] = { { CKA_CLASS, &c_priv, sizeof(c_priv) },
 				  { CKA_KEY_TYPE, &k_rsa, sizeof(k_rsa) } };
 	CK_ATTRIBUTE t_pub[] = { { CKA_CLASS, &c_pub, sizeof(c_pub) },
@@ -817,7 +815,23 @@ out:
 	objs_free(certs, nc);
 	objs_free(pubs, np);
 	f->C_CloseSession(s);
-	return rc == FIRMANTE_E_TOKEN_REMOVED ? 0 : rc;
+	return rc;
+}
+
+/* Identities of one token, appended to @l. A lost session is retried once
+ * with a new one; a token that went away is simply not listed. */
+static int token_identities(const struct token_ref *t, struct id_list *l)
+{
+	int rc = 0;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		size_t before = l->n;
+		rc = token_identities_once(t, l);
+		if (rc != FIRMANTE_E_TOKEN_REMOVED)
+			return rc;
+		while (l->n > before)
+			free(l->v[--l->n].cert_der);
+	}
+	return 0;
 }
 
 void fp11_identities_free(struct fp11_identity *ids, size_t n)
@@ -948,10 +962,12 @@ static const uint8_t sha256_digestinfo_prefix[19] = {
 };
 
 static int do_login(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, CK_USER_TYPE user,
-		    const struct fp11_token_info *tok, fp11_pin_cb pin_cb, void *pin_cb_data)
+		    const struct fp11_token_info *tok, fp11_pin_cb pin_cb, void *pin_cb_data,
+		    bool *asked)
 {
 	CK_RV rv;
 	if (tok->protected_auth_path) {
+		*asked = true;
 		/* PIN pad: NULL PIN (PKCS#11 v2.40 §5.6, C_Login). */
 		rv = f->C_Login(s, user, NULL, 0);
 	} else {
@@ -959,6 +975,7 @@ static int do_login(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, CK_USER_TYPE user,
 		if (!pin_cb)
 			return FIRMANTE_E_PINENTRY;
 		memset(pin, 0, sizeof(pin));
+		*asked = true;
 		int rc = pin_cb(pin_cb_data, tok, user == CKU_CONTEXT_SPECIFIC, pin, sizeof(pin));
 		if (rc != 0) {
 			fm_wipe(pin, sizeof(pin));
@@ -973,9 +990,13 @@ static int do_login(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, CK_USER_TYPE user,
 	return map_rv(rv);
 }
 
-int fp11_sign(fp11_ctx *ctx, const struct fp11_identity *id, fp11_pin_cb pin_cb,
-	      void *pin_cb_data, bool allow_final_try, const uint8_t *data, size_t len,
-	      uint8_t *sig, size_t *sig_len)
+/*
+ * One signing attempt; the caller holds the lock. *@asked tells whether the
+ * holder was asked for a PIN (callback or PIN pad) during this attempt.
+ */
+static int sign_once(fp11_ctx *ctx, const struct fp11_identity *id, fp11_pin_cb pin_cb,
+		     void *pin_cb_data, bool allow_final_try, const uint8_t *data, size_t len,
+		     uint8_t *sig, size_t *sig_len, bool *asked)
 {
 	int rc;
 	struct token_ref *toks = NULL, *t = NULL;
@@ -985,13 +1006,6 @@ int fp11_sign(fp11_ctx *ctx, const struct fp11_identity *id, fp11_pin_cb pin_cb,
 	bool we_logged_in = false;
 	uint8_t tbs[sizeof(sha256_digestinfo_prefix) + 32];
 
-	if (!ctx || !id || !sig || !sig_len || (!data && len))
-		return FIRMANTE_E_BAD_REQUEST;
-	if (id->cert_err == 0 && id->cert.key_bits > 0 &&
-	    *sig_len < (size_t)(id->cert.key_bits + 7) / 8)
-		return FIRMANTE_E_BAD_REQUEST;
-
-	pthread_mutex_lock(&ctx->lock);
 	rc = enum_tokens(ctx, &toks, &nt);
 	if (rc != 0)
 		goto out;
@@ -1026,7 +1040,7 @@ int fp11_sign(fp11_ctx *ctx, const struct fp11_identity *id, fp11_pin_cb pin_cb,
 			rc = FIRMANTE_E_PIN_FINAL_TRY;
 			goto out;
 		}
-		rc = do_login(f, s, CKU_USER, &t->info, pin_cb, pin_cb_data);
+		rc = do_login(f, s, CKU_USER, &t->info, pin_cb, pin_cb_data, asked);
 		if (rc != 0)
 			goto out;
 		we_logged_in = true;
@@ -1095,7 +1109,7 @@ int fp11_sign(fp11_ctx *ctx, const struct fp11_identity *id, fp11_pin_cb pin_cb,
 	}
 	if (always_auth) {
 		/* CKA_ALWAYS_AUTHENTICATE: context-specific login after C_SignInit (§4.9). */
-		rc = do_login(f, s, CKU_CONTEXT_SPECIFIC, &t->info, pin_cb, pin_cb_data);
+		rc = do_login(f, s, CKU_CONTEXT_SPECIFIC, &t->info, pin_cb, pin_cb_data, asked);
 		if (rc != 0)
 			goto out;
 	}
@@ -1118,8 +1132,36 @@ out:
 			f->C_Logout(s);
 		f->C_CloseSession(s);
 	}
-	pthread_mutex_unlock(&ctx->lock);
 	free(toks);
+	return rc;
+}
+
+int fp11_sign(fp11_ctx *ctx, const struct fp11_identity *id, fp11_pin_cb pin_cb,
+	      void *pin_cb_data, bool allow_final_try, const uint8_t *data, size_t len,
+	      uint8_t *sig, size_t *sig_len)
+{
+	int rc;
+
+	if (!ctx || !id || !sig || !sig_len || (!data && len))
+		return FIRMANTE_E_BAD_REQUEST;
+	if (id->cert_err == 0 && id->cert.key_bits > 0 &&
+	    *sig_len < (size_t)(id->cert.key_bits + 7) / 8)
+		return FIRMANTE_E_BAD_REQUEST;
+
+	pthread_mutex_lock(&ctx->lock);
+	for (int attempt = 0;; attempt++) {
+		bool asked = false;
+		rc = sign_once(ctx, id, pin_cb, pin_cb_data, allow_final_try, data, len, sig,
+			       sig_len, &asked);
+		/*
+		 * A session lost (card reset, re-insertion) before the holder
+		 * was asked anything is recovered once with a new session.
+		 * Once a PIN was asked, never again without the holder.
+		 */
+		if (rc != FIRMANTE_E_TOKEN_REMOVED || asked || attempt >= 1)
+			break;
+	}
+	pthread_mutex_unlock(&ctx->lock);
 	return rc;
 }
 

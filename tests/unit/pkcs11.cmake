@@ -8,3 +8,8 @@ firmante_unit_test(test_pkcs11
   SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_pkcs11.c
   LIBS firmante-pkcs11 firmante-common PkgConfig::OPENSSL PkgConfig::P11KIT)
 set_tests_properties(test_pkcs11 PROPERTIES LABELS "token")
+# Fault injection through the p11shim module, when the tree builds it.
+if(TARGET firmante-p11shim)
+  target_compile_definitions(test_pkcs11 PRIVATE P11SHIM_PATH="$<TARGET_FILE:firmante-p11shim>")
+  add_dependencies(test_pkcs11 firmante-p11shim)
+endif()

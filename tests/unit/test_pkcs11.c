@@ -667,6 +667,255 @@ static void test_tool_cert_file(void **state)
 	assert_int_not_equal(run_tool(again), 0);
 }
 
+
+#ifdef P11SHIM_PATH
+/* ------------------------------------------------------------------ */
+/* Faults injected by tests/p11shim (removal, PIN states, sessions, mechanisms). */
+
+static int shim_setup(void **state)
+{
+	struct fixture *fx = calloc(1, sizeof(*fx));
+	char path[128];
+	if (!fx)
+		return -1;
+	snprintf(fx->dir, sizeof(fx->dir), "/tmp/fm-p11-XXXXXX");
+	if (!mkdtemp(fx->dir))
+		goto fail;
+	const char *d = fx->dir;
+	const char *init[] = { "", "init", "--dir", d, "--label", LABEL, "--pin", PIN,
+			       "--so-pin", "12345678", NULL };
+	const char *fiel[] = { "", "signer", "--dir", d, "--label", LABEL, "--pin", PIN,
+			       "--id", "01", "--name", "MARIA LOPEZ GARCIA",
+			       "--curp", "LOGM800101MDFPRR09", "--rfc", "LOGM800101AB1",
+			       "--serial", "30001000000500000001", NULL };
+	const char *imp[] = { "", "import", "--dir", d, "--label", LABEL, "--pin", PIN,
+			      "--id", "0f", "--cer", SAT_FIEL "/certificate.cer",
+			      "--key", SAT_FIEL "/private_key.key",
+			      "--password-file", SAT_FIEL "/password.txt", NULL };
+	if (run_tool(init) || run_tool(fiel) || run_tool(imp))
+		goto fail;
+	snprintf(path, sizeof(path), "%s/softhsm2.conf", d);
+	setenv("SOFTHSM2_CONF", path, 1);
+	setenv("P11SHIM_MODULE", SOFTHSM, 1);
+	snprintf(path, sizeof(path), "%s/control", d);
+	setenv("P11SHIM_CONTROL", path, 1);
+	snprintf(path, sizeof(path), "%s/calls.log", d);
+	setenv("P11SHIM_LOG", path, 1);
+	const char *paths[] = { P11SHIM_PATH };
+	struct fp11_config cfg = { paths, 1, false };
+	if (fp11_open(&cfg, &fx->ctx) != 0)
+		goto fail;
+	*state = fx;
+	return 0;
+fail:
+	if (strcmp(fx->dir, "/tmp/fm-p11-XXXXXX") != 0)
+		rm_rf(fx->dir);
+	free(fx);
+	return -1;
+}
+
+static void shim_control(struct fixture *fx, const char *text)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "%s/control", fx->dir);
+	assert_int_equal(fm_write_file_atomic(path, text, strlen(text), 0600), 0);
+}
+
+/* Lines of the shim's call log that start with @fn followed by a space. */
+static int shim_calls(struct fixture *fx, const char *fn)
+{
+	char path[128], *log = NULL;
+	size_t len = 0, fl = strlen(fn);
+	int n = 0;
+	snprintf(path, sizeof(path), "%s/calls.log", fx->dir);
+	if (fm_read_file(path, 64u << 20, &log, &len) != 0)
+		return 0;
+	for (const char *p = log; p && *p;) {
+		if (strncmp(p, fn, fl) == 0 && p[fl] == ' ')
+			n++;
+		p = strchr(p, '\n');
+		if (p)
+			p++;
+	}
+	free(log);
+	return n;
+}
+
+static void shim_reset_log(struct fixture *fx)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "%s/calls.log", fx->dir);
+	assert_int_equal(truncate(path, 0), 0);
+}
+
+static int shim_sign(struct fixture *fx, const char *uri, struct pin_ctx *pc, bool allow_final)
+{
+	static const uint8_t hello[] = "hello";
+	uint8_t sig[512];
+	size_t sig_len = sizeof(sig);
+	struct fp11_identity *id = find(fx, uri);
+	int rc = fp11_sign(fx->ctx, id, pin_cb, pc, allow_final, hello, 5, sig, &sig_len);
+	if (rc == 0)
+		assert_true(verify(id, hello, 5, sig, sig_len));
+	fp11_identities_free(id, 1);
+	return rc;
+}
+
+static void test_shim_pin_states(void **state)
+{
+	struct fixture *fx = *state;
+	struct fp11_token_info *toks = NULL;
+	size_t n = 0;
+
+	/* Locked: refused before asking. */
+	shim_control(fx, "pin_flags=locked\n");
+	assert_int_equal(fp11_list_tokens(fx->ctx, &toks, &n), 0);
+	assert_int_equal(n, 1);
+	assert_true(toks[0].user_pin_locked);
+	free(toks);
+	struct pin_ctx pc = { PIN, 0, 0, 0 };
+	assert_int_equal(shim_sign(fx, "pkcs11:id=%01", &pc, true), FIRMANTE_E_PIN_LOCKED);
+	assert_int_equal(pc.calls, 0);
+
+	/* Final try: needs explicit permission. */
+	shim_control(fx, "pin_flags=final_try\n");
+	pc.calls = 0;
+	assert_int_equal(shim_sign(fx, "pkcs11:id=%01", &pc, false), FIRMANTE_E_PIN_FINAL_TRY);
+	assert_int_equal(pc.calls, 0);
+	assert_int_equal(shim_sign(fx, "pkcs11:id=%01", &pc, true), 0);
+	assert_int_equal(pc.calls, 1);
+
+	/* Count low: reported, signing works. */
+	shim_control(fx, "pin_flags=count_low\n");
+	assert_int_equal(fp11_list_tokens(fx->ctx, &toks, &n), 0);
+	assert_true(toks[0].user_pin_count_low);
+	assert_false(toks[0].user_pin_final_try);
+	free(toks);
+	pc.calls = 0;
+	assert_int_equal(shim_sign(fx, "pkcs11:id=%01", &pc, false), 0);
+	assert_int_equal(pc.calls, 1);
+
+	/* CKR_USER_ALREADY_LOGGED_IN is success. */
+	shim_control(fx, "already_logged_in=1\n");
+	pc.calls = 0;
+	assert_int_equal(shim_sign(fx, "pkcs11:id=%01", &pc, false), 0);
+	assert_int_equal(pc.calls, 1);
+
+	/* A wrong PIN reaches C_Login once, never again. */
+	shim_control(fx, "\n");
+	shim_reset_log(fx);
+	struct pin_ctx bad = { "000000", 0, 0, 0 };
+	assert_int_equal(shim_sign(fx, "pkcs11:id=%01", &bad, false), FIRMANTE_E_PIN_INCORRECT);
+	assert_int_equal(bad.calls, 1);
+	assert_int_equal(shim_calls(fx, "C_Login"), 1);
+	assert_int_equal(shim_calls(fx, "C_Sign"), 0);
+}
+
+static void test_shim_removal(void **state)
+{
+	struct fixture *fx = *state;
+	struct fp11_token_info *toks = NULL;
+	struct fp11_identity *ids = NULL;
+	size_t n = 0;
+	struct pin_ctx pc = { PIN, 0, 0, 0 };
+	struct fp11_identity *id = find(fx, "pkcs11:id=%01");
+	static const uint8_t hello[] = "hello";
+	uint8_t sig[512];
+	size_t sig_len = sizeof(sig);
+
+	shim_control(fx, "removed=1\n");
+	assert_int_equal(fp11_list_tokens(fx->ctx, &toks, &n), 0);
+	assert_int_equal(n, 0);
+	free(toks);
+	assert_int_equal(fp11_list_identities(fx->ctx, &ids, &n), 0);
+	assert_int_equal(n, 0);
+	fp11_identities_free(ids, n);
+	assert_int_equal(fp11_sign(fx->ctx, id, pin_cb, &pc, false, hello, 5, sig, &sig_len),
+			 FIRMANTE_E_TOKEN_REMOVED);
+	assert_int_equal(pc.calls, 0);
+
+	/* Re-inserted under another slot id: found again by serial and label. */
+	shim_control(fx, "removed=1\nslot_offset=7\n");
+	shim_control(fx, "removed=0\nslot_offset=7\n");
+	assert_int_equal(fp11_list_tokens(fx->ctx, &toks, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_not_equal(toks[0].slot_id, id->token.slot_id);
+	free(toks);
+	assert_int_equal(fp11_sign(fx->ctx, id, pin_cb, &pc, false, hello, 5, sig, &sig_len), 0);
+	assert_int_equal(pc.calls, 1);
+	assert_true(verify(id, hello, 5, sig, sig_len));
+	fp11_identities_free(id, 1);
+	shim_control(fx, "\n");
+}
+
+static void test_shim_sessions(void **state)
+{
+	struct fixture *fx = *state;
+	struct pin_ctx pc = { PIN, 0, 0, 0 };
+	static const uint8_t hello[] = "hello";
+	uint8_t sig[512];
+	size_t sig_len = sizeof(sig);
+	struct fp11_identity *ids = NULL;
+	size_t n = 0;
+
+	/* Listing: a lost session is retried once. */
+	shim_control(fx, "session_invalid=1\n");
+	assert_int_equal(fp11_list_identities(fx->ctx, &ids, &n), 0);
+	assert_int_equal(n, 2);
+	fp11_identities_free(ids, n);
+
+	/* Signing: one lost session before any PIN prompt is recovered. */
+	struct fp11_identity *id = find(fx, "pkcs11:id=%01");
+	shim_control(fx, "session_invalid=1\n");
+	assert_int_equal(fp11_sign(fx->ctx, id, pin_cb, &pc, false, hello, 5, sig, &sig_len), 0);
+	assert_int_equal(pc.calls, 1);
+	assert_true(verify(id, hello, 5, sig, sig_len));
+
+	/* Lost again on the retry: reported, nobody asked. */
+	shim_control(fx, "session_invalid=2\n");
+	pc.calls = 0;
+	sig_len = sizeof(sig);
+	assert_int_equal(fp11_sign(fx->ctx, id, pin_cb, &pc, false, hello, 5, sig, &sig_len),
+			 FIRMANTE_E_TOKEN_REMOVED);
+	assert_int_equal(pc.calls, 0);
+	assert_int_equal(sig_len, sizeof(sig));
+
+	/* The card resets right after a signature: the next one needs a new login. */
+	shim_control(fx, "reset_after=1\n");
+	pc.calls = 0;
+	assert_int_equal(fp11_sign(fx->ctx, id, pin_cb, &pc, false, hello, 5, sig, &sig_len), 0);
+	assert_int_equal(fp11_sign(fx->ctx, id, pin_cb, &pc, false, hello, 5, sig, &sig_len), 0);
+	assert_int_equal(pc.calls, 2);
+	fp11_identities_free(id, 1);
+	shim_control(fx, "\n");
+}
+
+static void test_shim_rsa_pkcs_only(void **state)
+{
+	/* Without CKM_SHA256_RSA_PKCS: DigestInfo + CKM_RSA_PKCS, same sello. */
+	struct fixture *fx = *state;
+	char *cadena = NULL, *b64 = NULL;
+	size_t len = 0;
+	uint8_t sig[512];
+	size_t sig_len = sizeof(sig);
+	struct pin_ctx pc = { PIN, 0, 0, 0 };
+
+	shim_control(fx, "mechanisms=rsa_pkcs_only\n");
+	struct fp11_identity *id = find(fx, "pkcs11:id=%0f");
+	assert_false(id->mech_sha256_rsa_pkcs);
+	assert_true(id->mech_rsa_pkcs);
+	assert_int_equal(fm_read_file(CADENA, 1 << 20, &cadena, &len), 0);
+	assert_int_equal(fp11_sign(fx->ctx, id, pin_cb, &pc, false, (const uint8_t *)cadena, len,
+				   sig, &sig_len), 0);
+	assert_int_equal(fm_base64_encode(sig, sig_len, &b64), 0);
+	assert_string_equal(b64, kat_sello);
+	free(b64);
+	free(cadena);
+	fp11_identities_free(id, 1);
+	shim_control(fx, "\n");
+}
+#endif
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -684,5 +933,15 @@ int main(void)
 		cmocka_unit_test(test_ckr_name),
 		cmocka_unit_test(test_tool_cert_file),
 	};
-	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+	int failed = cmocka_run_group_tests_name("softhsm2", tests, group_setup, group_teardown);
+#ifdef P11SHIM_PATH
+	const struct CMUnitTest shim_tests[] = {
+		cmocka_unit_test(test_shim_pin_states),
+		cmocka_unit_test(test_shim_removal),
+		cmocka_unit_test(test_shim_sessions),
+		cmocka_unit_test(test_shim_rsa_pkcs_only),
+	};
+	failed += cmocka_run_group_tests_name("p11shim", shim_tests, shim_setup, group_teardown);
+#endif
+	return failed;
 }
