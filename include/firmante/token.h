@@ -135,6 +135,8 @@ void fp11_identities_free(struct fp11_identity *ids, size_t n);
  * fp11_find_identity - the identity matching a PKCS#11 URI (RFC 7512).
  * @uri: "pkcs11:..." with any of token, serial, manufacturer, model,
  *       object, id, type (type, when present, must be "private").
+ *       Query attributes (pin-value, pin-source, module-*) are ignored:
+ *       a PIN never comes from a URI.
  * @out: a single identity, freed with fp11_identities_free(out, 1).
  * Returns 0, FIRMANTE_E_BAD_REQUEST (not a PKCS#11 URI),
  * FIRMANTE_E_KEY_NOT_FOUND (no match, or more than one), FIRMANTE_E_NOMEM,
@@ -158,7 +160,11 @@ int fp11_find_identity(fp11_ctx *ctx, const char *uri, struct fp11_identity **ou
  * CKA_EXTRACTABLE are read after login and an extractable or non-sensitive
  * key is refused with FIRMANTE_E_KEY_EXTRACTABLE (the caller could not
  * have checked them; DESIGN.md "Keys stay on the token").
- * The PIN buffer is wiped; the session is logged out and closed on return.
+ * The PIN buffer is wiped; one session per call, logged out and closed on
+ * return. A session lost before the holder was asked anything
+ * (CKR_SESSION_HANDLE_INVALID, CKR_DEVICE_REMOVED: a card reset or
+ * re-insertion) is retried once with a new session; once a PIN was asked,
+ * the error is returned (DESIGN.md: never re-send a PIN without the holder).
  * Returns 0, FIRMANTE_E_KEY_NOT_FOUND, FIRMANTE_E_TOKEN_REMOVED,
  * FIRMANTE_E_PIN_INCORRECT, FIRMANTE_E_PIN_LOCKED, FIRMANTE_E_PIN_FINAL_TRY,
  * FIRMANTE_E_MECHANISM, FIRMANTE_E_TOKEN, FIRMANTE_E_NOMEM,
