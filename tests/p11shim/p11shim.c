@@ -2,6 +2,9 @@
  * p11shim: a forwarding PKCS#11 module with fault injection, for tests.
  * The control interface is documented in p11shim.h and README.md.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* st_mtim, st_ctim */
+#endif
 #include "p11shim.h"
 
 #include <dlfcn.h>

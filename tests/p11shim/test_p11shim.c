@@ -4,6 +4,9 @@
  * driven through its raw CK_FUNCTION_LIST, on a token made for the run with
  * tests/tools/fm-testtoken.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* nftw */
+#endif
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
