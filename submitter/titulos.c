@@ -211,7 +211,7 @@ static int sign_one(firmante_client *cl, titulo_verifier *v, const struct titulo
 		    const char *in_path, const char *out_path)
 {
 	int status;
-	char *xml = NULL, *out = NULL, *verify_xml = NULL;
+	char *xml = NULL, *out = NULL;
 	size_t len = 0, out_len = 0;
 	titulo *t = NULL;
 	struct titulo_error err = { 0 };
@@ -302,7 +302,6 @@ out:
 	firmante_sello_clear(&s);
 	titulo_findings_clear(&f);
 	titulo_free(t);
-	free(verify_xml);
 	free(out);
 	free(xml);
 	return status;

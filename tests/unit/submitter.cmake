@@ -7,7 +7,8 @@ firmante_unit_test(test_titulo_build SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/te
                    LIBS firmante-titulo)
 
 # titulos build on the examples writes one file per graduate (named by
-# folioControl); nothing is written for a bad CSV; usage errors exit 2.
+# folioControl); nothing is written for a bad CSV; usage errors exit 2;
+# signing without an agent exits 3 and writes nothing.
 set(TITULOS_BUILD_SCRIPT [=[
 set -eu
 out="$3"; rm -rf "$out"
@@ -28,6 +29,12 @@ printf 'folioControl,curp\nA,B\n' > "$out.bad.csv"
 "$1" build --config "$2/examples/institucion.conf" --csv "$out.bad.csv" --out "$out.bad" 2>/dev/null; rc=$?
 [ $rc -eq 1 ] && [ ! -e "$out.bad" ] || { echo "bad CSV: exit $rc or output written"; exit 1; }
 rm -f "$out.bad.csv"
+"$1" sign --config "$2/examples/institucion.conf" --in "$out" --out "$out.signed" \
+     --socket "$out.no-agent.sock" >/dev/null 2>"$out.sign.err"; rc=$?
+[ $rc -eq 3 ] || { echo "sign without an agent: exit $rc, expected 3"; cat "$out.sign.err"; exit 1; }
+grep -q "agent" "$out.sign.err" || { echo "sign without an agent: no agent problem printed"; exit 1; }
+[ -z "$(ls -A "$out.signed" 2>/dev/null)" ] || { echo "sign without an agent wrote files"; exit 1; }
+rm -rf "$out.signed" "$out.sign.err"
 echo "titulos build: $files titles"
 ]=])
 add_test(NAME titulos_build_examples
