@@ -353,6 +353,11 @@ static void test_find(void **state)
 	assert_string_equal(one->cert.no_certificado, "30001000000500000001");
 	fp11_identities_free(one, 1);
 	one = NULL;
+	/* A PIN in the query is ignored (never used to log in). */
+	assert_int_equal(fp11_find_identity(fx->ctx, "pkcs11:id=%01?pin-value=9999", &one), 0);
+	assert_string_equal(one->cert.no_certificado, "30001000000500000001");
+	fp11_identities_free(one, 1);
+	one = NULL;
 	assert_int_equal(fp11_find_identity(fx->ctx, "pkcs11:object=ACCEM%20SC", &one), 0);
 	assert_string_equal(one->cert.no_certificado, "30001000000500000002");
 	fp11_identities_free(one, 1);
