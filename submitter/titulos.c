@@ -245,7 +245,11 @@ static int sign_one(firmante_client *cl, titulo_verifier *v, const struct titulo
 			goto out;
 		}
 		char request_id[FIRMANTE_MAX_REQUEST_ID];
-		snprintf(request_id, sizeof(request_id), "%.100s/%zu", folio ? folio : "", i);
+		snprintf(request_id, sizeof(request_id), "titulo-%.60s-%.40s", folio ? folio : "",
+			 cf->seccion);
+		for (char *q = request_id; *q; q++)
+			if (*q <= ' ' || *q > '~')
+				*q = '_'; /* the agent takes printable ids only */
 		struct firmante_problem p = { 0 };
 		rc = firmante_client_sign_titulo(cl, xml, len, cf->key, request_id, &s, &p);
 		if (rc) {
