@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <assuan.h>
+#include <libxml/parser.h>
 
 #include "agent.h"
 #include "firmante/build-config.h"
@@ -184,6 +185,9 @@ int main(int argc, char **argv)
 	sigaddset(&stop_set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &stop_set, NULL);
 	assuan_check_version(NULL);
+	/* libxml2 2.9 wants its global state set up before threads parse
+	 * (titulo_parse runs in connection threads). */
+	xmlInitParser();
 
 	memset(&p11cfg, 0, sizeof(p11cfg));
 	p11cfg.module_paths = (const char *const *)cfg.modules;

@@ -105,7 +105,8 @@ def run(args, **kw):
 class Agent:
     """A firmanted process with its own socket directory and config."""
 
-    def __init__(self, work, name, pinentry, extra="", user=None, modules=True, env=None):
+    def __init__(self, work, name, pinentry, extra="", user=None, modules=True, env=None,
+                 stub=True):
         self.dir = os.path.join(work, name)
         os.makedirs(self.dir, mode=0o755, exist_ok=True)
         self.rundir = os.path.join(self.dir, "run")
@@ -114,7 +115,8 @@ class Agent:
         self.log = os.path.join(self.dir, "firmanted.log")
         self.pelog = os.path.join(self.dir, "pinentry.log")
         lines = ["[agent]", f"socket = {self.sock}", "use-p11kit-modules = false",
-                 f"pinentry = {pinentry} --log {self.pelog}", "approval-timeout = 20"]
+                 f"pinentry = {pinentry}" + (f" --log {self.pelog}" if stub else ""),
+                 "approval-timeout = 20"]
         if modules:
             lines.append(f"module = {MODULE}")
         lines += [ln for ln in extra.splitlines() if ln.strip()]
@@ -342,6 +344,13 @@ def body(work, agents):
     agents.append(bad)
     expect(sign_body(doc1, "01"), "pinentry-failed", 500, "pinentry missing", agent_sock=bad.sock)
 
+    # --- the real pinentry-tty on a pseudo-terminal: the holder reads the
+    # dialog, answers "s" (Sign) and types the PIN.
+    if os.path.exists("/usr/bin/pinentry-tty"):
+        real_pinentry_tty(work, agents, doc1, curp1)
+    else:
+        print("skip real pinentry-tty test (not installed)")
+
     # --- SO_PEERCRED: an agent of another uid refuses us (root)
     other = Agent(work, "nobody", f"{STUB} --pin-file {pinfile}", user=NOBODY, modules=False)
     agents.append(other)
@@ -404,6 +413,48 @@ def body(work, agents):
 
     print(f"{len(failures)} failure(s)")
     return 1 if failures else 0
+
+
+def real_pinentry_tty(work, agents, doc, curp):
+    import pty
+    import select
+    master, slave = pty.openpty()
+    env = dict(os.environ, GPG_TTY=os.ttyname(slave), TERM="dumb")
+    ag = Agent(work, "tty", "/usr/bin/pinentry-tty", env=env, stub=False)
+    agents.append(ag)
+    result = {}
+
+    def client():
+        result["r"] = request(ag.sock, "POST", "/v1/sign", sign_body(doc, "01", "tty-1"))
+
+    import threading
+    th = threading.Thread(target=client)
+    th.start()
+    screen = b""
+    confirmed = pin_sent = False
+    deadline = time.monotonic() + 20
+    while th.is_alive() and time.monotonic() < deadline:
+        r, _, _ = select.select([master], [], [], 0.2)
+        if not r:
+            continue
+        screen += os.read(master, 4096)
+        if not confirmed and b"[sr]?" in screen:
+            time.sleep(0.2)
+            os.write(master, b"s\n")
+            confirmed = True
+        elif confirmed and not pin_sent and b"PIN:" in screen:
+            time.sleep(0.2)
+            os.write(master, PIN.encode() + b"\n")
+            pin_sent = True
+    th.join(30)
+    os.close(master)
+    os.close(slave)
+    status, _, o = result.get("r", (0, "", None))
+    text = screen.decode("utf-8", "replace")
+    check("folioControl: 2345678" in text and curp in text and "ANTONIO ALPIZAR CASTRO" in text,
+          "pinentry-tty shows the title, the graduate and the signer's CURP")
+    check(status == 200 and o and o.get("id") == "tty-1" and o.get("curp") == curp,
+          f"sign through the real pinentry-tty ({status} {o and o.get('detail')})")
 
 
 def big_body(sock, size):
