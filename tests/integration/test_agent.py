@@ -269,6 +269,22 @@ def body(work, agents):
           "dialog shows signer CURP, graduate CURP, career and date")
     check("CONFIRM" in pelog and "GETPIN" in pelog, "dialog: CONFIRM then GETPIN")
 
+    # --- parallel requests: one dialog at a time, every one answered
+    import threading
+    results = []
+
+    def one(i):
+        results.append(request(sock, "POST", "/v1/sign", sign_body(doc1, "01", f"par-{i}")))
+
+    ths = [threading.Thread(target=one, args=(i,)) for i in range(6)]
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join(120)
+    check(len(results) == 6 and all(r[0] == 200 for r in results) and
+          sorted(r[2]["id"] for r in results) == sorted(f"par-{i}" for i in range(6)),
+          "6 parallel sign requests all answered 200 with their own id")
+
     # --- refusals before any dialog
     def expect(body_obj, code, status_want, what, agent_sock=sock, detail_has=None):
         status, ctype, o = request(agent_sock, "POST", "/v1/sign", body_obj)
@@ -408,7 +424,7 @@ def body(work, agents):
         check(PIN not in a.text(), f"PIN absent from {os.path.basename(a.dir)} logs")
     check(not os.path.exists(sock), "socket removed on shutdown")
     lines = [ln for ln in open(main_agent.log) if "/v1/sign" in ln and "-> 200" in ln]
-    check(len(lines) == 1 and "folioControl=2345678" in lines[0] and "uid=0" in lines[0],
+    check(len(lines) == 7 and all("folioControl=2345678" in ln and "uid=0" in ln for ln in lines),
           "log line per request with uid, endpoint, result and folioControl")
 
     print(f"{len(failures)} failure(s)")
