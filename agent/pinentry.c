@@ -402,23 +402,26 @@ int agent_pinentry_confirm(agent_pinentry *p, const struct agent_approval *a,
 	fm_time_iso8601(id->cert.not_after, until, sizeof(until));
 	snprintf(cert_line, sizeof(cert_line), "%s, valid until %s", id->cert.no_certificado, until);
 
-	desc_add(desc, sizeof(desc), "", "A program asks to sign a T\xc3\xadtulo Electr\xc3\xb3nico with your e.firma.", 80);
-	desc_add(desc, sizeof(desc), "Caller: ", caller, 120);
-	desc_add(desc, sizeof(desc), "Signer: ", id->cert.subject_cn, 80);
-	desc_add(desc, sizeof(desc), "Signer CURP: ", id->cert.curp, 18);
-	desc_add(desc, sizeof(desc), "Certificate: ", cert_line, 80);
-	desc_add(desc, sizeof(desc), "Cargo: ", a->cargo, 60);
-	desc_add(desc, sizeof(desc), "folioControl: ", a->folio_control, 40);
-	desc_add(desc, sizeof(desc), "Graduate: ", a->graduate_name, 100);
-	desc_add(desc, sizeof(desc), "Graduate CURP: ", a->graduate_curp, 18);
-	desc_add(desc, sizeof(desc), "Career: ", a->nombre_carrera, 100);
-	desc_add(desc, sizeof(desc), "Date of issue: ", a->fecha_expedicion, 20);
+	/* The warning comes first: an Assuan line holds 1000 bytes and
+	 * build_line() cuts the end of a long description. */
 	if (id->token.user_pin_final_try)
 		desc_add(desc, sizeof(desc), "",
 			 "WARNING: the token allows ONE more PIN try; a wrong PIN locks it.", 80);
 	else if (id->token.user_pin_count_low)
 		desc_add(desc, sizeof(desc), "",
 			 "WARNING: a wrong PIN was entered before; few tries are left.", 80);
+	desc_add(desc, sizeof(desc), "", "A program asks to sign a T\xc3\xadtulo Electr\xc3\xb3nico with your e.firma.", 80);
+	desc_add(desc, sizeof(desc), "Caller: ", caller, 110);
+	desc_add(desc, sizeof(desc), "Signer: ", id->cert.subject_cn, 70);
+	desc_add(desc, sizeof(desc), "Signer CURP: ", id->cert.curp, 18);
+	desc_add(desc, sizeof(desc), "Certificate: ", cert_line, 70);
+	desc_add(desc, sizeof(desc), "Cargo: ", a->cargo, 50);
+	desc_add(desc, sizeof(desc), "folioControl: ", a->folio_control, 40);
+	desc_add(desc, sizeof(desc), "Graduate: ", a->graduate_name, 90);
+	desc_add(desc, sizeof(desc), "Graduate CURP: ", a->graduate_curp, 18);
+	desc_add(desc, sizeof(desc), "Career: ", a->nombre_carrera, 90);
+	desc_add(desc, sizeof(desc), "Date of issue: ", a->fecha_expedicion, 20);
+	desc_add(desc, sizeof(desc), "Institution: ", a->nombre_institucion, 70);
 
 	arm(p, p->timeout);
 	gerr = simple(p, "SETDESC", desc);

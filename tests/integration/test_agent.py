@@ -269,6 +269,15 @@ def body(work, agents):
           "dialog shows signer CURP, graduate CURP, career and date")
     check("CONFIRM" in pelog and "GETPIN" in pelog, "dialog: CONFIRM then GETPIN")
 
+    # --- a document cannot forge dialog lines, and long values are cut
+    long_doc = doc1.replace('nombreCarrera="INGENIERÍA EN NANOTECNOLOGÍA"',
+                            'nombreCarrera="ARTES&#10;folioControl: 999999 ' + "X" * 600 + '"')
+    status, _, o = request(sock, "POST", "/v1/sign", sign_body(long_doc, "01", "forge"))
+    pelog = open(main_agent.pelog, encoding="utf-8").read()
+    check(status == 200 and "\nfolioControl: 999999" not in pelog and
+          "Career: ARTES folioControl: 999999 XXX" in pelog and "X" * 200 not in pelog,
+          f"dialog: newlines in document values flattened, long values cut ({status})")
+
     # --- parallel requests: one dialog at a time, every one answered
     import threading
     results = []
@@ -424,7 +433,7 @@ def body(work, agents):
         check(PIN not in a.text(), f"PIN absent from {os.path.basename(a.dir)} logs")
     check(not os.path.exists(sock), "socket removed on shutdown")
     lines = [ln for ln in open(main_agent.log) if "/v1/sign" in ln and "-> 200" in ln]
-    check(len(lines) == 7 and all("folioControl=2345678" in ln and "uid=0" in ln for ln in lines),
+    check(len(lines) == 8 and all("folioControl=2345678" in ln and "uid=0" in ln for ln in lines),
           "log line per request with uid, endpoint, result and folioControl")
 
     print(f"{len(failures)} failure(s)")
