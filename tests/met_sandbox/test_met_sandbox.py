@@ -46,6 +46,8 @@ SHARED = os.environ.get("FIRMANTE_SHARED_DIR") or os.path.normpath(os.path.join(
 SPEC = os.path.join(SHARED, "spec")
 EXAMPLES = os.path.join(SPEC, "examples")
 
+FIEL = os.path.join(SHARED, "fixtures", "sat", "FIEL_AAA010101AAA") + os.sep
+
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 MET_NS = "http://ws.web.mec.sep.mx/schemas"
 TE_NS = "https://www.siged.sep.gob.mx/titulos/"
@@ -320,6 +322,7 @@ def parse_response(body):
 # ---------------------------------------------------------------------------
 class Base(unittest.TestCase):
     tls_mode = True
+    check_validity = True
 
     @classmethod
     def setUpClass(cls):
@@ -341,10 +344,11 @@ class Base(unittest.TestCase):
         with open(cls.config, "w", encoding="utf-8") as f:
             json.dump({
                 "delay_seconds": 1.0,
+                "check_cert_validity": cls.check_validity,
                 "first_lote": 5001,
                 "accounts": [
                     {"usuario": USUARIO, "password": PASSWORD, "cveInstitucion": CVE,
-                     "certificados": ["a.cer", "b.cer"], "carreras": {CARRERA[0]: CARRERA[1]}},
+                     "certificados": ["a.cer", "b.cer", FIEL + "certificate.cer"], "carreras": {CARRERA[0]: CARRERA[1]}},
                     {"usuario": OTRO_USUARIO, "password": OTRO_PASSWORD,
                      "cveInstitucion": "090001"},
                 ],
@@ -381,7 +385,28 @@ class Base(unittest.TestCase):
         return numero, rows
 
 
-class HttpsFlow(Base):
+class FielSigner:
+    """The SAT test e.firma of shared/fixtures/sat (expired in 2021)."""
+
+    def __init__(self):
+        self.curp = "HEGT761003MDFRNN09"  # the certificate holds " / HEGT761003MDFRNN09"
+        self.no_cert = "30001000000300023685"
+        self.der = read_bytes(FIEL + "certificate.cer")
+        self.key = serialization.load_der_private_key(read_bytes(FIEL + "private_key.key"),
+                                                      read_bytes(FIEL + "password.txt"))
+
+
+class SatFixture:
+    def test_sat_fiel_fixture(self):
+        folio = new_folio("FIEL")
+        _, rows = self.upload_and_result(folio + ".xml", build_title([FielSigner()], folio))
+        if self.check_validity:  # registered, but expired
+            self.assertEqual((rows[0]["ESTATUS"], rows[0]["DESCRIPCION"]), (2, MSG_CERT))
+        else:
+            self.assertEqual((rows[0]["ESTATUS"], rows[0]["DESCRIPCION"]), (1, MSG_OK))
+
+
+class HttpsFlow(Base, SatFixture):
     """Main flows over HTTPS, server certificate verified against the test CA."""
 
     def test_a_register_then_b_duplicate(self):
@@ -606,9 +631,10 @@ class HttpsFlow(Base):
         self.assertEqual(rows, rows2)
 
 
-class HttpFaults(Base):
-    """Fault modes over plain HTTP."""
+class HttpFaults(Base, SatFixture):
+    """Fault modes over plain HTTP; signer certificate validity not checked."""
     tls_mode = False
+    check_validity = False
 
     def setUp(self):
         self.assertEqual(self.sb.control({"clear": True})[1], {"faults": []})
