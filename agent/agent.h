@@ -127,6 +127,12 @@ int agent_pinentry_getpin(agent_pinentry *p, const struct fp11_token_info *tok,
 /* agent_pinentry_close - BYE, release, reap the program. NULL is a no-op. */
 void agent_pinentry_close(agent_pinentry *p);
 
+/*
+ * agent_pinentry_abort_all - at shutdown: kill the dialog on screen (its
+ * request fails with FIRMANTE_E_PINENTRY) and refuse to open new ones.
+ */
+void agent_pinentry_abort_all(void);
+
 /* The running agent, shared by every connection thread. */
 struct agent {
 	const struct agent_config *cfg;

@@ -878,7 +878,7 @@ int agent_http_start(struct agent *agent, int listen_fd, struct MHD_Daemon **out
 	struct MHD_Daemon *d;
 
 	d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-				     MHD_USE_POLL | MHD_USE_ERROR_LOG,
+				     MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG,
 			     0, NULL, NULL, on_request, agent,
 			     MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 			     MHD_OPTION_LISTEN_SOCKET, listen_fd,

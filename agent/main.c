@@ -19,6 +19,7 @@
 
 #include <assuan.h>
 #include <libxml/parser.h>
+#include <microhttpd.h>
 
 #include "agent.h"
 #include "firmante/build-config.h"
@@ -122,7 +123,7 @@ int main(int argc, char **argv)
 	char default_path[AGENT_PATH_MAX], err[1024];
 	bool check_only = false, cfg_ready = false, listening = false;
 	sigset_t stop_set;
-	int opt, sig = 0, listen_fd = -1, rc, status = 1;
+	int opt, sig = 0, listen_fd = -1, quiesced_fd = -1, rc, status = 1;
 
 	memset(&agent, 0, sizeof(agent));
 	while ((opt = getopt_long(argc, argv, "c:fhV", opts, NULL)) != -1) {
@@ -224,7 +225,14 @@ int main(int argc, char **argv)
 	agent_log("signal %d: shutting down", sig);
 	status = 0;
 out:
+	/* Stop taking connections, close an open dialog, then wait for the
+	 * connection threads. */
+	if (httpd)
+		quiesced_fd = MHD_quiesce_daemon(httpd);
+	agent_pinentry_abort_all();
 	agent_http_stop(httpd);
+	if (quiesced_fd >= 0)
+		close(quiesced_fd);
 	if (listen_fd >= 0)
 		close(listen_fd);
 	if (listening)

@@ -48,6 +48,20 @@ struct agent_pinentry {
 	bool pin_overflow;
 };
 
+/* The dialog on screen (one at a time), so that shutdown can close it. */
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static pid_t live_pid = -1;
+static bool shutting_down;
+
+void agent_pinentry_abort_all(void)
+{
+	pthread_mutex_lock(&live_lock);
+	shutting_down = true;
+	if (live_pid > 0)
+		kill(live_pid, SIGKILL);
+	pthread_mutex_unlock(&live_lock);
+}
+
 static void *watchdog_main(void *arg)
 {
 	struct agent_pinentry *p = arg;
@@ -268,6 +282,10 @@ void agent_pinentry_close(agent_pinentry *p)
 		pthread_mutex_unlock(&p->mu);
 		pthread_join(p->watchdog, NULL);
 	}
+	pthread_mutex_lock(&live_lock);
+	if (live_pid == p->pid)
+		live_pid = -1;
+	pthread_mutex_unlock(&live_lock);
 	reap(p);
 	pthread_cond_destroy(&p->cv);
 	pthread_mutex_destroy(&p->mu);
@@ -331,7 +349,17 @@ int agent_pinentry_open(const struct agent_config *cfg, agent_pinentry **out,
 	posix_spawnattr_setsigmask(&attr, &none);
 	posix_spawnattr_setsigdefault(&attr, &defaults);
 	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	pthread_mutex_lock(&live_lock);
+	if (shutting_down) {
+		pthread_mutex_unlock(&live_lock);
+		snprintf(detail, detail_size, "the agent is shutting down");
+		rc = FIRMANTE_E_PINENTRY;
+		goto out;
+	}
 	e = posix_spawnp(&p->pid, cfg->pinentry_argv[0], &fa, &attr, cfg->pinentry_argv, environ);
+	if (e == 0)
+		live_pid = p->pid;
+	pthread_mutex_unlock(&live_lock);
 	if (e != 0) {
 		p->pid = -1;
 		snprintf(detail, detail_size, "cannot start pinentry \"%s\": %s",

@@ -356,6 +356,30 @@ def body(work, agents):
     expect(sign_body(doc1, "01"), "user-denied", 403, "no answer in time", agent_sock=slow.sock,
            detail_has="no answer in 2 s")
     check(time.monotonic() - t0 < 15, "timeout enforced promptly")
+    # SIGTERM while a dialog is open: the dialog is closed and the agent
+    # gone at once (the pending request fails: 500, or the connection drops).
+    slow2 = Agent(work, "slow2", f"{STUB} --delay 60 --pin-file {pinfile}")
+    import threading
+    res = {}
+
+    def pending():
+        try:
+            res["r"] = request(slow2.sock, "POST", "/v1/sign", sign_body(doc1, "01"))
+        except (OSError, http.client.HTTPException):
+            res["r"] = ("dropped",)
+    th = threading.Thread(target=pending)
+    th.start()
+    for _ in range(50):
+        if os.path.exists(slow2.pelog) and "CONFIRM" in open(slow2.pelog).read():
+            break
+        time.sleep(0.1)
+    t0 = time.monotonic()
+    slow2.proc.terminate()
+    slow2.proc.wait(20)
+    th.join(20)
+    check(time.monotonic() - t0 < 10 and slow2.proc.returncode == 0 and
+          res.get("r", (0,))[0] in (500, "dropped") and not os.path.exists(slow2.sock),
+          f"SIGTERM during a dialog: agent gone promptly ({res.get('r', (0,))[0]})")
     wrong = Agent(work, "wrong", f"{STUB} --pin-file {wrongfile}")
     agents.append(wrong)
     expect(sign_body(doc1, "01"), "pin-incorrect", 403, "wrong PIN", agent_sock=wrong.sock)
