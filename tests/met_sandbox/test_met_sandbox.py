@@ -88,6 +88,7 @@ def read_result_xls(data, test):
     book = xlrd.open_workbook(file_contents=data)
     test.assertEqual(book.sheet_names(), ["Resultado"])
     test.assertEqual(book.biff_version, 80, "BIFF8 expected")
+    test.assertEqual(book.codepage, 1200, "CODEPAGE 1200 (UTF-16) expected")
     sheet = book.sheet_by_name("Resultado")
     header = sheet.row(0)
     test.assertEqual([c.value for c in header], RESULT_HEADERS)
@@ -520,6 +521,15 @@ class HttpsFlow(Base, SatFixture):
              "La fecha de exención es requerida para la modalidad de titulación en el nodo "
              "Expedición: null"),
         ]
+
+        def authority(root):  # §11: a real Autenticacion node does not pass the bare XSD
+            a = etree.SubElement(root, q("Autenticacion"))
+            a.attrib.update({"version": "1.0", "folioDigital": "ad662d33-6934-459c-a128-bdf0393e0f44",
+                             "fechaAutenticacion": "2019-01-01T10:00:00",
+                             "selloTitulo": root.find(q("FirmaResponsables"))[0].get("sello"),
+                             "noCertificadoAutoridad": "30001000000500000099",
+                             "selloAutenticacion": "QUJD"})
+        cases.append(("15-autenticacion.xml", title(after=authority), 1, MSG_OK))
         entries = [(n, x) for n, x, _, _ in cases]
         entries.insert(3, ("LEEME.txt", b"not a title"))
         entries.append(("14-roto.xml", b"<TituloElectronico"))
