@@ -393,6 +393,31 @@ def body(work, agents):
     agents.append(bad)
     expect(sign_body(doc1, "01"), "pinentry-failed", 500, "pinentry missing", agent_sock=bad.sock)
 
+    # --- connection limit: max-clients = 2
+    lim = Agent(work, "limit", f"{STUB} --pin-file {pinfile}", extra="max-clients = 2")
+    agents.append(lim)
+    held = []
+    for _ in range(2):
+        c = socket.socket(socket.AF_UNIX)
+        c.connect(lim.sock)
+        held.append(c)
+    time.sleep(0.3)
+    extra_conn = socket.socket(socket.AF_UNIX)
+    extra_conn.settimeout(5)
+    refused = False
+    try:
+        extra_conn.connect(lim.sock)
+        extra_conn.sendall(b"GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\n")
+        refused = extra_conn.recv(100) == b""
+    except OSError:
+        refused = True
+    extra_conn.close()
+    for c in held:
+        c.close()
+    time.sleep(0.3)
+    status, _, _ = request(lim.sock, "GET", "/v1/status")
+    check(refused and status == 200, "connection over max-clients closed; served again later")
+
     # --- the real pinentry-tty on a pseudo-terminal: the holder reads the
     # dialog, answers "s" (Sign) and types the PIN.
     if os.path.exists("/usr/bin/pinentry-tty"):
