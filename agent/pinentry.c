@@ -90,6 +90,7 @@ static void arm(struct agent_pinentry *p, long seconds)
 	clock_gettime(CLOCK_MONOTONIC, &p->deadline);
 	p->deadline.tv_sec += seconds;
 	p->armed = true;
+	p->timed_out = false;
 	pthread_cond_signal(&p->cv);
 	pthread_mutex_unlock(&p->mu);
 }
