@@ -100,10 +100,13 @@ static void print_keys(json_t *r)
 		       strcmp(str(k, "kind"), "fiel") == 0   ? "e.firma (FIEL)"
 		       : strcmp(str(k, "kind"), "csd") == 0 ? "CSD (sello digital): not for titles"
 							    : str(k, "kind"));
-		printf("  key:            %s%s\n",
-		       flag(k, "sensitive") && !flag(k, "extractable") ? "stays on the token"
-								       : "EXTRACTABLE",
-		       "");
+		json_t *sens = json_object_get(k, "sensitive"), *extr = json_object_get(k, "extractable");
+		if (json_is_null(sens) || json_is_null(extr) || !sens || !extr)
+			printf("  key:            hidden until login; checked at signing\n");
+		else if (json_is_true(sens) && json_is_false(extr))
+			printf("  key:            stays on the token (sensitive, not extractable)\n");
+		else
+			printf("  key:            EXTRACTABLE: the token would let it out\n");
 		if (flag(k, "usable"))
 			printf("  usable:         yes\n");
 		else
