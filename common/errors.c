@@ -44,6 +44,7 @@ static const struct err_row rows[] = {
 	{ FIRMANTE_E_CONFIG, "config-error", 500, "Configuration error" },
 	{ FIRMANTE_E_PIN_FINAL_TRY, "pin-final-try", 409, "The token allows one more PIN try only; an explicit confirmation is needed" },
 	{ FIRMANTE_E_INVALID, "invalid", 422, "A value breaks a rule" },
+	{ FIRMANTE_E_TOKEN_TIMEOUT, "token-timeout", 504, "The token did not answer in time; the request was abandoned" },
 };
 
 static const struct err_row *find(int err)
