@@ -25,6 +25,7 @@
 #include "firmante/build-config.h"
 #include "firmante/protocol.h"
 #include "firmante/token.h"
+#include "systemd.h"
 
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -204,12 +205,18 @@ int main(int argc, char **argv)
 	agent.cfg = &cfg;
 	agent.started = time(NULL);
 
-	rc = agent_listen_unix(cfg.socket_path, (int)cfg.max_clients, &listen_fd, err, sizeof(err));
+	/* Socket activation (firmanted.socket) hands us the socket; else we
+	 * make our own. */
+	rc = agent_systemd_listen_fd(&listen_fd, err, sizeof(err));
+	if (rc == 0 && listen_fd < 0) {
+		rc = agent_listen_unix(cfg.socket_path, (int)cfg.max_clients, &listen_fd, err,
+				       sizeof(err));
+		listening = rc == 0;
+	}
 	if (rc) {
 		fprintf(stderr, "firmanted: %s\n", err);
 		goto out;
 	}
-	listening = true;
 	rc = agent_http_start(&agent, listen_fd, &httpd);
 	if (rc) {
 		fprintf(stderr, "firmanted: the HTTP server did not start\n");
@@ -217,12 +224,15 @@ int main(int argc, char **argv)
 	}
 	listen_fd = -1; /* the HTTP daemon owns it */
 	agent_log("firmanted %s listening on %s (uid %lu, %u clients max, approval timeout %ld s)",
-		  FIRMANTE_VERSION, cfg.socket_path, (unsigned long)geteuid(), cfg.max_clients,
+		  FIRMANTE_VERSION, listening ? cfg.socket_path : "the socket from systemd",
+		  (unsigned long)geteuid(), cfg.max_clients,
 		  cfg.approval_timeout);
 
+	agent_systemd_ready(listening ? cfg.socket_path : "the socket from systemd");
 	while (sigwait(&stop_set, &sig) == 0 && sig == SIGHUP)
 		agent_log("SIGHUP ignored (restart the agent to reload its configuration)");
 	agent_log("signal %d: shutting down", sig);
+	agent_systemd_stopping();
 	status = 0;
 out:
 	/* Stop taking connections, close an open dialog, then wait for the
