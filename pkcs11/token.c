@@ -40,6 +40,7 @@
 #define MAX_ATTR_LEN 65536    /* one attribute value (a certificate) */
 #define MAX_MECHANISMS 1024
 #define PIN_MAX 256
+#define MAX_TOKEN_LOCKS 64    /* distinct tokens with their own signing lock */
 
 struct module {
 	CK_FUNCTION_LIST *funcs;
@@ -47,8 +48,19 @@ struct module {
 	bool from_path; /* loaded with p11_kit_module_load() */
 };
 
+/* The signing lock of one token (by manufacturer, model, serial, label). */
+struct token_lock {
+	bool used;
+	char manufacturer[33], model[17], serial[17], label[33];
+	pthread_mutex_t m;
+};
+
 struct fp11_ctx {
+	/* Guards the lock table and hash_in_software; never held across a
+	 * PKCS#11 call, so a slow or hung token cannot block the others. */
 	pthread_mutex_t lock;
+	struct token_lock tok_locks[MAX_TOKEN_LOCKS];
+	pthread_mutex_t overflow_lock; /* tokens beyond MAX_TOKEN_LOCKS share it */
 	CK_FUNCTION_LIST **registered; /* p11_kit_modules_load_and_initialize() */
 	struct module *mods;
 	size_t n_mods;
@@ -232,6 +244,11 @@ int fp11_open(const struct fp11_config *cfg, fp11_ctx **out)
 		free(ctx);
 		return FIRMANTE_E_INTERNAL;
 	}
+	if (pthread_mutex_init(&ctx->overflow_lock, NULL) != 0) {
+		pthread_mutex_destroy(&ctx->lock);
+		free(ctx);
+		return FIRMANTE_E_INTERNAL;
+	}
 	if (cfg->use_p11kit_registered) {
 		ctx->registered = p11_kit_modules_load_and_initialize(0);
 		if (!ctx->registered) {
@@ -282,6 +299,7 @@ int fp11_open(const struct fp11_config *cfg, fp11_ctx **out)
 out:
 	if (ctx) {
 		ctx_free_modules(ctx);
+		pthread_mutex_destroy(&ctx->overflow_lock);
 		pthread_mutex_destroy(&ctx->lock);
 		free(ctx);
 	}
@@ -294,7 +312,11 @@ void fp11_close(fp11_ctx *ctx)
 		return;
 	pthread_mutex_lock(&ctx->lock);
 	ctx_free_modules(ctx);
+	for (size_t i = 0; i < MAX_TOKEN_LOCKS; i++)
+		if (ctx->tok_locks[i].used)
+			pthread_mutex_destroy(&ctx->tok_locks[i].m);
 	pthread_mutex_unlock(&ctx->lock);
+	pthread_mutex_destroy(&ctx->overflow_lock);
 	pthread_mutex_destroy(&ctx->lock);
 	free(ctx);
 }
@@ -304,7 +326,7 @@ void fp11_close(fp11_ctx *ctx)
 
 /*
  * Every initialised token present in any slot of any module, duplicates
- * (the same token seen through two modules) removed. Caller holds the lock.
+ * (the same token seen through two modules) removed. No lock is held.
  */
 static int enum_tokens(fp11_ctx *ctx, struct token_ref **out, size_t *n_out)
 {
@@ -382,9 +404,7 @@ int fp11_list_tokens(fp11_ctx *ctx, struct fp11_token_info **out, size_t *n)
 
 	if (!ctx || !out || !n)
 		return FIRMANTE_E_BAD_REQUEST;
-	pthread_mutex_lock(&ctx->lock);
 	rc = enum_tokens(ctx, &toks, &nt);
-	pthread_mutex_unlock(&ctx->lock);
 	if (rc != 0)
 		return rc;
 	struct fp11_token_info *arr = calloc(nt ? nt : 1, sizeof(*arr));
@@ -843,7 +863,7 @@ void fp11_identities_free(struct fp11_identity *ids, size_t n)
 	free(ids);
 }
 
-/* Caller holds the lock. */
+/* No lock is held: modules are initialised for multi-threaded use by p11-kit. */
 static int list_identities_locked(fp11_ctx *ctx, struct fp11_identity **out, size_t *n)
 {
 	struct token_ref *toks = NULL;
@@ -879,10 +899,7 @@ int fp11_list_identities(fp11_ctx *ctx, struct fp11_identity **out, size_t *n)
 {
 	if (!ctx || !out || !n)
 		return FIRMANTE_E_BAD_REQUEST;
-	pthread_mutex_lock(&ctx->lock);
-	int rc = list_identities_locked(ctx, out, n);
-	pthread_mutex_unlock(&ctx->lock);
-	return rc;
+	return list_identities_locked(ctx, out, n);
 }
 
 int fp11_find_identity(fp11_ctx *ctx, const char *uri, struct fp11_identity **out)
@@ -912,9 +929,7 @@ int fp11_find_identity(fp11_ctx *ctx, const char *uri, struct fp11_identity **ou
 		rc = FIRMANTE_E_KEY_NOT_FOUND;
 		goto out;
 	}
-	pthread_mutex_lock(&ctx->lock);
 	rc = list_identities_locked(ctx, &ids, &n);
-	pthread_mutex_unlock(&ctx->lock);
 	if (rc != 0)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
@@ -955,6 +970,46 @@ out:
 /* ------------------------------------------------------------------ */
 /* Signing */
 
+/*
+ * The signing lock of the token @tok: logins are per token (PKCS#11 v2.40
+ * §5.6), so signatures on one token run one at a time, while different
+ * tokens sign in parallel. Entries are never removed (a token that comes
+ * back finds its lock again).
+ */
+static pthread_mutex_t *token_lock(fp11_ctx *ctx, const struct fp11_token_info *tok)
+{
+	pthread_mutex_t *m = &ctx->overflow_lock;
+	struct token_lock *free_slot = NULL;
+
+	pthread_mutex_lock(&ctx->lock);
+	for (size_t i = 0; i < MAX_TOKEN_LOCKS; i++) {
+		struct token_lock *l = &ctx->tok_locks[i];
+		if (!l->used) {
+			if (!free_slot)
+				free_slot = l;
+			continue;
+		}
+		if (strcmp(l->manufacturer, tok->manufacturer) == 0 &&
+		    strcmp(l->model, tok->model) == 0 && strcmp(l->serial, tok->serial) == 0 &&
+		    strcmp(l->label, tok->label) == 0) {
+			m = &l->m;
+			free_slot = NULL;
+			goto out;
+		}
+	}
+	if (free_slot && pthread_mutex_init(&free_slot->m, NULL) == 0) {
+		free_slot->used = true;
+		snprintf(free_slot->manufacturer, sizeof(free_slot->manufacturer), "%s", tok->manufacturer);
+		snprintf(free_slot->model, sizeof(free_slot->model), "%s", tok->model);
+		snprintf(free_slot->serial, sizeof(free_slot->serial), "%s", tok->serial);
+		snprintf(free_slot->label, sizeof(free_slot->label), "%s", tok->label);
+		m = &free_slot->m;
+	}
+out:
+	pthread_mutex_unlock(&ctx->lock);
+	return m;
+}
+
 /* DER prefix of a SHA-256 DigestInfo (RFC 8017 §9.2, note 1). */
 static const uint8_t sha256_digestinfo_prefix[19] = {
 	0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
@@ -991,7 +1046,7 @@ static int do_login(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, CK_USER_TYPE user,
 }
 
 /*
- * One signing attempt; the caller holds the lock. *@asked tells whether the
+ * One signing attempt; the caller holds the token's signing lock. *@asked tells whether the
  * holder was asked for a PIN (callback or PIN pad) during this attempt.
  */
 static int sign_once(fp11_ctx *ctx, const struct fp11_identity *id, fp11_pin_cb pin_cb,
@@ -1078,7 +1133,10 @@ static int sign_once(fp11_ctx *ctx, const struct fp11_identity *id, fp11_pin_cb 
 
 	bool sha256_rsa, rsa;
 	token_mechs(t, &sha256_rsa, &rsa);
-	if (ctx->hash_in_software && rsa)
+	pthread_mutex_lock(&ctx->lock);
+	bool soft = ctx->hash_in_software;
+	pthread_mutex_unlock(&ctx->lock);
+	if (soft && rsa)
 		sha256_rsa = false;
 	CK_MECHANISM mech = { CKM_SHA256_RSA_PKCS, NULL, 0 };
 	/* Some modules refuse a NULL pData even with a zero length. */
@@ -1148,7 +1206,8 @@ int fp11_sign(fp11_ctx *ctx, const struct fp11_identity *id, fp11_pin_cb pin_cb,
 	    *sig_len < (size_t)(id->cert.key_bits + 7) / 8)
 		return FIRMANTE_E_BAD_REQUEST;
 
-	pthread_mutex_lock(&ctx->lock);
+	pthread_mutex_t *tl = token_lock(ctx, &id->token);
+	pthread_mutex_lock(tl);
 	for (int attempt = 0;; attempt++) {
 		bool asked = false;
 		rc = sign_once(ctx, id, pin_cb, pin_cb_data, allow_final_try, data, len, sig,
@@ -1161,7 +1220,7 @@ int fp11_sign(fp11_ctx *ctx, const struct fp11_identity *id, fp11_pin_cb pin_cb,
 		if (rc != FIRMANTE_E_TOKEN_REMOVED || asked || attempt >= 1)
 			break;
 	}
-	pthread_mutex_unlock(&ctx->lock);
+	pthread_mutex_unlock(tl);
 	return rc;
 }
 

@@ -10,8 +10,12 @@
  * comparing the RSA public key. Nothing here ever asks a token for private
  * key material.
  *
- * Thread safety: an fp11_ctx serialises its own token calls with an
- * internal lock; it may be shared between threads.
+ * Thread safety: an fp11_ctx may be shared between threads. Signatures on
+ * one token are serialised by a per-token lock (a login belongs to the
+ * token, PKCS#11 v2.40 §5.6); different tokens sign in parallel. Listing
+ * takes no lock and runs beside a signature (modules are initialised by
+ * p11-kit for multi-threaded use), so a slow or hung token never blocks
+ * listing or the other tokens. fp11_close() must not race other calls.
  */
 #ifndef FIRMANTE_TOKEN_H
 #define FIRMANTE_TOKEN_H

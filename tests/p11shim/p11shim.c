@@ -46,6 +46,7 @@ struct shim_config {
 	unsigned long reset_after;
 	bool rsa_pkcs_only;
 	char hang[MAX_HANG_LEN];
+	char fault_token[33];       /* "" = every token */
 };
 
 enum sess_state { SESS_FREE = 0, SESS_LIVE, SESS_DEAD };
@@ -321,6 +322,10 @@ static void parse_line(struct shim_config *c, char *line)
 		size_t n = strlen(val);
 		if (n < sizeof c->hang)
 			memcpy(c->hang, val, n + 1);
+	} else if (!strcmp(key, "fault_token")) {
+		size_t n = strlen(val);
+		if (n < sizeof c->fault_token)
+			memcpy(c->fault_token, val, n + 1);
 	} else if (!strcmp(key, "mechanisms")) {
 		if (!strcmp(val, "rsa_pkcs_only"))
 			c->rsa_pkcs_only = true;
@@ -432,6 +437,62 @@ static struct shim_config call_begin(const char *fn)
 			close_real(&cl);
 		hang = hang_names(c.hang, fn);
 		if (!hang)
+			return c;
+		sleep_ms(HANG_POLL_MS);
+	}
+}
+
+/*
+ * Is session h on the token named by fault_token (or is fault_token empty)?
+ * Compares the real token's label, blank padding trimmed.
+ */
+static bool sess_is_fault_token(const struct shim_config *c, CK_SESSION_HANDLE h)
+{
+	struct shim_session *s;
+	CK_SLOT_ID rs = 0;
+	CK_TOKEN_INFO ti;
+	bool found = false;
+	size_t n;
+
+	if (!c->fault_token[0])
+		return true;
+	pthread_mutex_lock(&lock);
+	s = real ? sess_find_locked(h) : NULL;
+	if (s) {
+		rs = s->real_slot;
+		found = true;
+	}
+	pthread_mutex_unlock(&lock);
+	if (!found || real->C_GetTokenInfo(rs, &ti) != CKR_OK)
+		return false;
+	n = sizeof ti.label;
+	while (n > 0 && (ti.label[n - 1] == ' ' || ti.label[n - 1] == '\0'))
+		n--;
+	return n == strlen(c->fault_token) && !memcmp(ti.label, c->fault_token, n);
+}
+
+/*
+ * call_begin() for C_Sign/C_SignFinal: "hang" and "sign_delay_ms" apply
+ * only to sessions on the fault_token (every token when it is unset).
+ */
+static struct shim_config call_begin_sign(const char *fn, CK_SESSION_HANDLE h)
+{
+	struct shim_config c;
+
+	for (;;) {
+		struct close_list cl = { 0 };
+
+		pthread_mutex_lock(&lock);
+		reload_locked(&cl);
+		c = cfg;
+		pthread_mutex_unlock(&lock);
+		if (real)
+			close_real(&cl);
+		if (!sess_is_fault_token(&c, h)) {
+			c.sign_delay_ms = 0;
+			return c;
+		}
+		if (!hang_names(c.hang, fn))
 			return c;
 		sleep_ms(HANG_POLL_MS);
 	}
@@ -964,7 +1025,7 @@ static CK_RV shim_C_VerifyInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OB
 static CK_RV shim_C_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG data_len,
 			 CK_BYTE_PTR sig, CK_ULONG_PTR sig_len)
 {
-	struct shim_config c = call_begin("C_Sign");
+	struct shim_config c = call_begin_sign("C_Sign", h);
 	struct close_list cl = { 0 };
 	struct sref r;
 	CK_RV rv;
@@ -990,7 +1051,7 @@ static CK_RV shim_C_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG data_le
 
 static CK_RV shim_C_SignFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len)
 {
-	struct shim_config c = call_begin("C_SignFinal");
+	struct shim_config c = call_begin_sign("C_SignFinal", h);
 	struct sref r;
 	CK_RV rv;
 

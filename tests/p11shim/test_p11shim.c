@@ -561,6 +561,43 @@ static void test_hang(void **state)
 	assert_int_equal(log_count("C_Sign CKR_OK"), 1);
 }
 
+/* fault_token limits hang (and sign_delay_ms) to the named token. */
+static void test_fault_token(void **state)
+{
+	CK_SLOT_ID slot;
+	CK_MECHANISM m = { CKM_SHA256_RSA_PKCS, NULL, 0 };
+	struct hang_job job = { 0 };
+	pthread_t th;
+	CK_BYTE sig[512];
+	CK_ULONG sig_len = sizeof sig;
+	CK_SESSION_HANDLE h;
+	CK_OBJECT_HANDLE key;
+
+	(void)state;
+	slot = token_slot();
+	/* Another token is named: this one signs at once. */
+	control("hang=C_Sign\nfault_token=some-other-token\n");
+	h = open_login(slot);
+	assert_int_equal(find_key(h, CKO_PRIVATE_KEY, &key), CKR_OK);
+	assert_int_equal(p11->C_SignInit(h, &m, key), CKR_OK);
+	assert_int_equal(p11->C_Sign(h, (CK_BYTE_PTR)message, strlen(message), sig, &sig_len), CKR_OK);
+	assert_int_equal(log_count("C_Sign CKR_OK"), 1);
+
+	/* This token is named: its C_Sign blocks until the hang is lifted. */
+	control("hang=C_Sign\nfault_token=" TOKEN_LABEL "\n");
+	job.h = h;
+	job.key = key;
+	assert_int_equal(p11->C_SignInit(job.h, &m, job.key), CKR_OK);
+	assert_int_equal(pthread_create(&th, NULL, hang_thread, &job), 0);
+	usleep(300 * 1000);
+	assert_int_equal(atomic_load(&job.done), 0);
+	assert_int_equal(log_count("C_Sign CKR_OK"), 1);
+	control("fault_token=" TOKEN_LABEL "\n");
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(job.rv, CKR_OK);
+	assert_int_equal(log_count("C_Sign CKR_OK"), 2);
+}
+
 static void test_rsa_pkcs_only(void **state)
 {
 	static const CK_BYTE sha256_prefix[] = {
@@ -660,6 +697,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_sign_delay, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reset_after, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hang, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fault_token, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rsa_pkcs_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_call_log, setup, teardown),
 	};
