@@ -7,6 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <utf8proc.h>
+
 #include "firmante/protocol.h"
 #include "firmante/titulo-build.h"
 #include "firmante/titulo.h"
@@ -16,35 +18,44 @@
 enum col {
 	C_FOLIO, C_CURP, C_NOMBRE, C_PAP, C_SAP, C_CORREO, C_CVECARRERA, C_FINI, C_FTERM,
 	C_IDMOD, C_FEXAM, C_FEXEN, C_FEXP, C_CUMPLIO, C_IDFUND, C_IDENT, C_INSTPROC,
-	C_IDTIPOANT, C_IDENTANT, C_FINIANT, C_FTERMANT, C_NOCED, C_N
+	C_IDTIPOANT, C_IDENTANT, C_FINIANT, C_FTERMANT, C_NOCED,
+	/* optional texts checked against the configuration or a catalog */
+	C_NOMCARRERA, C_MOD, C_FUND, C_ENT, C_TIPOANT, C_ENTANT, C_N
 };
 
 static const struct {
 	const char *name;
 	int required; /* column and value required */
+	int date;     /* a date: YYYY-MM-DD or DD/MM/YYYY */
 } cols[C_N] = {
-	[C_FOLIO] = { "folioControl", 1 },
-	[C_CURP] = { "curp", 1 },
-	[C_NOMBRE] = { "nombre", 1 },
-	[C_PAP] = { "primerApellido", 1 },
-	[C_SAP] = { "segundoApellido", 0 },
-	[C_CORREO] = { "correoElectronico", 1 },
-	[C_CVECARRERA] = { "cveCarrera", 1 },
-	[C_FINI] = { "fechaInicio", 0 },
-	[C_FTERM] = { "fechaTerminacion", 1 },
-	[C_IDMOD] = { "idModalidadTitulacion", 1 },
-	[C_FEXAM] = { "fechaExamenProfesional", 0 },
-	[C_FEXEN] = { "fechaExencionExamenProfesional", 0 },
-	[C_FEXP] = { "fechaExpedicion", 1 },
-	[C_CUMPLIO] = { "cumplioServicioSocial", 1 },
-	[C_IDFUND] = { "idFundamentoLegalServicioSocial", 1 },
-	[C_IDENT] = { "idEntidadFederativa", 0 },
-	[C_INSTPROC] = { "institucionProcedencia", 1 },
-	[C_IDTIPOANT] = { "idTipoEstudioAntecedente", 1 },
-	[C_IDENTANT] = { "idEntidadFederativaAntecedente", 1 },
-	[C_FINIANT] = { "fechaInicioAntecedente", 0 },
-	[C_FTERMANT] = { "fechaTerminacionAntecedente", 1 },
-	[C_NOCED] = { "noCedula", 0 },
+	[C_FOLIO] = { "folioControl", 1, 0 },
+	[C_CURP] = { "curp", 1, 0 },
+	[C_NOMBRE] = { "nombre", 1, 0 },
+	[C_PAP] = { "primerApellido", 1, 0 },
+	[C_SAP] = { "segundoApellido", 0, 0 },
+	[C_CORREO] = { "correoElectronico", 1, 0 },
+	[C_CVECARRERA] = { "cveCarrera", 1, 0 },
+	[C_FINI] = { "fechaInicio", 0, 1 },
+	[C_FTERM] = { "fechaTerminacion", 1, 1 },
+	[C_IDMOD] = { "idModalidadTitulacion", 1, 0 },
+	[C_FEXAM] = { "fechaExamenProfesional", 0, 1 },
+	[C_FEXEN] = { "fechaExencionExamenProfesional", 0, 1 },
+	[C_FEXP] = { "fechaExpedicion", 1, 1 },
+	[C_CUMPLIO] = { "cumplioServicioSocial", 1, 0 },
+	[C_IDFUND] = { "idFundamentoLegalServicioSocial", 1, 0 },
+	[C_IDENT] = { "idEntidadFederativa", 0, 0 },
+	[C_INSTPROC] = { "institucionProcedencia", 1, 0 },
+	[C_IDTIPOANT] = { "idTipoEstudioAntecedente", 1, 0 },
+	[C_IDENTANT] = { "idEntidadFederativaAntecedente", 1, 0 },
+	[C_FINIANT] = { "fechaInicioAntecedente", 0, 1 },
+	[C_FTERMANT] = { "fechaTerminacionAntecedente", 1, 1 },
+	[C_NOCED] = { "noCedula", 0, 0 },
+	[C_NOMCARRERA] = { "nombreCarrera", 0, 0 },
+	[C_MOD] = { "modalidadTitulacion", 0, 0 },
+	[C_FUND] = { "fundamentoLegalServicioSocial", 0, 0 },
+	[C_ENT] = { "entidadFederativa", 0, 0 },
+	[C_TIPOANT] = { "tipoEstudioAntecedente", 0, 0 },
+	[C_ENTANT] = { "entidadFederativaAntecedente", 0, 0 },
 };
 
 struct bctx {
@@ -56,21 +67,21 @@ struct bctx {
 	int nomem;
 };
 
-static void finding(struct bctx *b, int sev, int c, const char *fmt, ...)
+static void finding(struct bctx *b, const char *rule, int c, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
-static void finding(struct bctx *b, int sev, int c, const char *fmt, ...)
+static void finding(struct bctx *b, const char *rule, int c, const char *fmt, ...)
 {
-	char msg[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	if (sev == TITULO_ERROR)
+	const struct titulo_rule *r = titulo_rule_find(rule);
+	if (!r || r->severity == TITULO_ERROR)
 		b->row_errors++;
 	unsigned long column = (c >= 0 && b->colpos[c] >= 0) ? (unsigned long)b->colpos[c] + 1 : 0;
-	if (te_finding_add(b->findings, sev, sev == TITULO_ERROR ? FIRMANTE_E_INVALID : 0, -1, NULL,
-			   b->file, b->row, column, c >= 0 ? cols[c].name : "", "%s", msg))
+	va_list ap;
+	va_start(ap, fmt);
+	int rc = te_finding_rv(b->findings, rule, -1, NULL, b->file, b->row, column,
+			       c >= 0 ? cols[c].name : "", fmt, ap);
+	va_end(ap);
+	if (rc == FIRMANTE_E_NOMEM)
 		b->nomem = 1;
 }
 
@@ -104,20 +115,15 @@ static int folio_ok(const char *s)
 	return 1;
 }
 
-static void check_date(struct bctx *b, char **v, int c)
-{
-	if (v[c] && titulo_date_check(v[c]) != 0)
-		finding(b, TITULO_ERROR, c, "'%s' is not a date YYYY-MM-DD (§8)", v[c]);
-}
-
 /* @a <= @b for two valid dates (or either absent). */
-static void check_order(struct bctx *b, char **v, int ca, int cb, int sev, const char *rule)
+static void check_order(struct bctx *b, char **v, int ca, int cb, const char *rule,
+			const char *why)
 {
 	if (!v[ca] || !v[cb] || titulo_date_check(v[ca]) || titulo_date_check(v[cb]))
 		return;
 	if (strcmp(v[ca], v[cb]) > 0)
-		finding(b, sev, cb, "%s %s is before %s %s: %s", cols[cb].name, v[cb], cols[ca].name,
-			v[ca], rule);
+		finding(b, rule, cb, "%s %s is before %s %s: %s", cols[cb].name, v[cb],
+			cols[ca].name, v[ca], why);
 }
 
 static const char *catalog(struct bctx *b, const titulo_catalogos *cat, const char *catalogo,
@@ -127,8 +133,22 @@ static const char *catalog(struct bctx *b, const titulo_catalogos *cat, const ch
 		return NULL;
 	const char *d = titulo_catalogo_descripcion(cat, catalogo, v[c]);
 	if (!d)
-		finding(b, TITULO_ERROR, c, "'%s' is not an id of the catalog %s", v[c], catalogo);
+		finding(b, "catalog-id-unknown", c, "'%s' is not an id of the catalog %s (§4)", v[c],
+			catalogo);
 	return d;
+}
+
+/* A catalog text given in column @ct next to its id: byte for byte (§4). */
+static void catalog_text(struct bctx *b, char **raw, int ct, const char *expected,
+			 const char *idname, const char *id)
+{
+	if (!raw[ct] || !raw[ct][0] || !expected)
+		return;
+	if (strcmp(raw[ct], expected) != 0)
+		finding(b, "catalog-text-mismatch", ct,
+			"the text \"%s\" is not the catalog's text for %s %s, which is \"%s\"; "
+			"the DGP rejects any difference (accents, spaces, case) (§4)",
+			raw[ct], idname, id, expected);
 }
 
 static const char *entidad(struct bctx *b, const titulo_catalogos *cat, char **v, int c)
@@ -136,7 +156,14 @@ static const char *entidad(struct bctx *b, const titulo_catalogos *cat, char **v
 	if (!v[c])
 		return NULL;
 	if (!all_digits(v[c], 2)) {
-		finding(b, TITULO_ERROR, c, "'%s' is not a two-digit entity id 01..33 (§3)", v[c]);
+		if (all_digits(v[c], 1))
+			finding(b, "entity-two-digits", c,
+				"'%s' is not a two-digit entity id: write 0%s; the DGP rejects '%s' "
+				"(§3, §13.2)",
+				v[c], v[c], v[c]);
+		else
+			finding(b, "entity-two-digits", c,
+				"'%s' is not a two-digit entity id 01..33 (§3)", v[c]);
 		return NULL;
 	}
 	return catalog(b, cat, "entidadFederativa", v, c);
@@ -227,118 +254,176 @@ out:
 	return rc;
 }
 
-/* All rules on one row; @v holds the normalized values (NULL = empty). */
+static int is_blank(const char *s)
+{
+	for (; s && *s; s++)
+		if (*s != ' ' && *s != '\t' && *s != '\r' && *s != '\n')
+			return 0;
+	return 1;
+}
+
+/* All rules on one row; @v holds the normalized values (NULL = empty),
+ * @raw the values as given. */
 static void check_row(struct bctx *b, const struct titulo_config *conf,
-		      const titulo_catalogos *cat, char **v, const char *today,
+		      const titulo_catalogos *cat, char **v, char **raw, const char *today,
 		      const struct titulo_conf_carrera **carrera, const char **ident)
 {
 	char why[200];
 	for (int c = 0; c < C_N; c++)
-		if (cols[c].required && !v[c])
-			finding(b, TITULO_ERROR, c, "required value is empty");
+		if (cols[c].required && !v[c] && b->colpos[c] >= 0 && is_blank(raw[c]))
+			finding(b, "required-empty", c, "required value is empty");
 	if (v[C_FOLIO] && !folio_ok(v[C_FOLIO]))
-		finding(b, TITULO_ERROR, C_FOLIO,
+		finding(b, "folio-format", C_FOLIO,
 			"'%s': folioControl is 1 to 40 characters from A-Z, 0-9 and '-' (§3)",
 			v[C_FOLIO]);
-	if (v[C_CURP] && titulo_curp_check(v[C_CURP], why, sizeof(why)) != 0)
-		finding(b, TITULO_ERROR, C_CURP, "'%s': %s (§9)", v[C_CURP], why);
+	if (v[C_CURP]) {
+		int k = te_curp_check(v[C_CURP], why, sizeof(why));
+		if (k)
+			finding(b, k == 1 ? "curp-length" : k == 2 ? "curp-pattern" : "curp-check-digit",
+				C_CURP, "'%s': %s (§9)", v[C_CURP], why);
+	}
 	if (v[C_CORREO] && !email_ok(v[C_CORREO]))
-		finding(b, TITULO_ERROR, C_CORREO, "'%s' is not an e-mail address", v[C_CORREO]);
+		finding(b, "email-format", C_CORREO, "'%s' is not an e-mail address", v[C_CORREO]);
 
 	*carrera = NULL;
 	for (size_t i = 0; v[C_CVECARRERA] && i < conf->ncarreras; i++)
 		if (strcmp(conf->carreras[i].cveCarrera, v[C_CVECARRERA]) == 0)
 			*carrera = &conf->carreras[i];
 	if (v[C_CVECARRERA] && !*carrera)
-		finding(b, TITULO_ERROR, C_CVECARRERA,
+		finding(b, "career-unknown", C_CVECARRERA,
 			"career '%s' has no [carrera %s] section in %s", v[C_CVECARRERA],
 			v[C_CVECARRERA], conf->path);
+	if (*carrera && raw[C_NOMCARRERA] && raw[C_NOMCARRERA][0] &&
+	    strcmp(raw[C_NOMCARRERA], (*carrera)->nombreCarrera) != 0)
+		finding(b, "career-name-mismatch", C_NOMCARRERA,
+			"\"%s\" is not the name configured for career %s, \"%s\"; the DGP accepts "
+			"only the registered name, byte for byte (§4)",
+			raw[C_NOMCARRERA], (*carrera)->cveCarrera, (*carrera)->nombreCarrera);
 
-	int dates[] = { C_FINI, C_FTERM, C_FEXAM, C_FEXEN, C_FEXP, C_FINIANT, C_FTERMANT };
-	for (size_t i = 0; i < sizeof(dates) / sizeof(dates[0]); i++)
-		check_date(b, v, dates[i]);
+	/* dates: YYYY-MM-DD or DD/MM/YYYY, written YYYY-MM-DD (§8) */
+	for (int c = 0; c < C_N; c++) {
+		char d[11];
+		if (!cols[c].date || !v[c])
+			continue;
+		if (te_date_input(v[c], d) != 0)
+			finding(b, "date-invalid", c,
+				"'%s' is not a calendar date written YYYY-MM-DD or DD/MM/YYYY (§8)",
+				v[c]);
+		else if (strcmp(d, v[c]) != 0) {
+			char *n = malloc(sizeof(d));
+			if (!n) {
+				b->nomem = 1;
+				return;
+			}
+			memcpy(n, d, sizeof(d));
+			free(v[c]);
+			v[c] = n;
+		}
+	}
 
 	/* modalidad → which date (§10) */
-	if (catalog(b, cat, "modalidadTitulacion", v, C_IDMOD)) {
+	const char *mod = catalog(b, cat, "modalidadTitulacion", v, C_IDMOD);
+	catalog_text(b, raw, C_MOD, mod, "idModalidadTitulacion", v[C_IDMOD]);
+	if (mod) {
 		const char *tipo = titulo_catalogo_detalle(cat, "modalidadTitulacion", v[C_IDMOD]);
 		if (tipo && strcmp(tipo, "ACTA DE EXAMEN") == 0) {
 			if (!v[C_FEXAM])
-				finding(b, TITULO_ERROR, C_FEXAM,
-					"modalidad %s (ACTA DE EXAMEN) needs fechaExamenProfesional "
+				finding(b, "exam-date-missing", C_FEXAM,
+					"modalidad %s (%s, ACTA DE EXAMEN) needs fechaExamenProfesional "
 					"(§10)",
-					v[C_IDMOD]);
+					v[C_IDMOD], mod);
 			if (v[C_FEXEN])
-				finding(b, TITULO_ERROR, C_FEXEN,
-					"modalidad %s (ACTA DE EXAMEN) takes no "
+				finding(b, "exemption-date-not-allowed", C_FEXEN,
+					"modalidad %s (%s, ACTA DE EXAMEN) takes no "
 					"fechaExencionExamenProfesional; leave it empty (§10)",
-					v[C_IDMOD]);
+					v[C_IDMOD], mod);
 		} else {
 			if (!v[C_FEXEN])
-				finding(b, TITULO_ERROR, C_FEXEN,
-					"modalidad %s (CONSTANCIA DE EXENCIÓN) needs "
+				finding(b, "exemption-date-missing", C_FEXEN,
+					"modalidad %s (%s, CONSTANCIA DE EXENCIÓN) needs "
 					"fechaExencionExamenProfesional (§10)",
-					v[C_IDMOD]);
+					v[C_IDMOD], mod);
 			if (v[C_FEXAM])
-				finding(b, TITULO_ERROR, C_FEXAM,
-					"modalidad %s (CONSTANCIA DE EXENCIÓN) takes no "
+				finding(b, "exam-date-not-allowed", C_FEXAM,
+					"modalidad %s (%s, CONSTANCIA DE EXENCIÓN) takes no "
 					"fechaExamenProfesional; leave it empty (§10)",
-					v[C_IDMOD]);
+					v[C_IDMOD], mod);
 		}
 	}
 	/* date order (§8) */
-	const char *rule = "dates go inicio ≤ terminación ≤ examen/exención ≤ expedición (§8)";
-	check_order(b, v, C_FINI, C_FTERM, TITULO_ERROR, rule);
-	check_order(b, v, C_FTERM, C_FEXAM, TITULO_ERROR, rule);
-	check_order(b, v, C_FTERM, C_FEXEN, TITULO_ERROR, rule);
-	check_order(b, v, C_FEXAM, C_FEXP, TITULO_ERROR, rule);
-	check_order(b, v, C_FEXEN, C_FEXP, TITULO_ERROR, rule);
-	check_order(b, v, C_FTERM, C_FEXP, TITULO_ERROR, rule);
-	check_order(b, v, C_FINIANT, C_FTERMANT, TITULO_ERROR,
+	check_order(b, v, C_FINI, C_FTERM, "date-career-order",
+		    "the career starts before it ends (§8)");
+	check_order(b, v, C_FTERM, C_FEXAM, "date-exam-order",
+		    "the exam comes after the end of the career (§8)");
+	check_order(b, v, C_FTERM, C_FEXEN, "date-exam-order",
+		    "the exemption comes after the end of the career (§8)");
+	int before = b->row_errors;
+	check_order(b, v, C_FEXAM, C_FEXP, "date-expedition-order",
+		    "the title is issued after the exam (§8)");
+	check_order(b, v, C_FEXEN, C_FEXP, "date-expedition-order",
+		    "the title is issued after the exemption (§8)");
+	if (b->row_errors == before)
+		check_order(b, v, C_FTERM, C_FEXP, "date-expedition-order",
+			    "the title is issued after the end of the career (§8)");
+	check_order(b, v, C_FINIANT, C_FTERMANT, "date-antecedent-order",
 		    "antecedent studies start before they end (§8)");
-	check_order(b, v, C_FTERMANT, C_FINI, TITULO_WARNING,
+	check_order(b, v, C_FTERMANT, C_FINI, "date-antecedent-career",
 		    "antecedent studies usually end before the career starts (§8)");
 	if (v[C_FEXP] && titulo_date_check(v[C_FEXP]) == 0 && strcmp(v[C_FEXP], today) > 0)
-		finding(b, TITULO_ERROR, C_FEXP, "fechaExpedicion %s is in the future (§8)",
-			v[C_FEXP]);
+		finding(b, "date-future", C_FEXP, "fechaExpedicion %s is after today, %s (§8)",
+			v[C_FEXP], today);
 
 	/* servicio social (§10) */
-	if (v[C_CUMPLIO] && strcmp(v[C_CUMPLIO], "0") != 0 && strcmp(v[C_CUMPLIO], "1") != 0)
-		finding(b, TITULO_ERROR, C_CUMPLIO, "cumplioServicioSocial is 1 or 0, not '%s'",
-			v[C_CUMPLIO]);
-	catalog(b, cat, "fundamentoLegalServicioSocial", v, C_IDFUND);
+	int cumplio_ok = 1;
+	if (v[C_CUMPLIO] && strcmp(v[C_CUMPLIO], "0") != 0 && strcmp(v[C_CUMPLIO], "1") != 0) {
+		finding(b, "servicio-social-value", C_CUMPLIO,
+			"cumplioServicioSocial is 1 or 0, not '%s'", v[C_CUMPLIO]);
+		cumplio_ok = 0;
+	}
+	const char *fund = catalog(b, cat, "fundamentoLegalServicioSocial", v, C_IDFUND);
+	catalog_text(b, raw, C_FUND, fund, "idFundamentoLegalServicioSocial", v[C_IDFUND]);
 	int posgrado = 0;
-	if (catalog(b, cat, "tipoEstudioAntecedente", v, C_IDTIPOANT))
+	const char *tipoant = catalog(b, cat, "tipoEstudioAntecedente", v, C_IDTIPOANT);
+	catalog_text(b, raw, C_TIPOANT, tipoant, "idTipoEstudioAntecedente", v[C_IDTIPOANT]);
+	if (tipoant)
 		posgrado = strcmp(v[C_IDTIPOANT], "1") == 0 || strcmp(v[C_IDTIPOANT], "2") == 0;
-	if (v[C_CUMPLIO] && v[C_IDFUND] && v[C_IDTIPOANT]) {
-		int ok;
-		if (posgrado)
-			ok = strcmp(v[C_CUMPLIO], "0") == 0 && strcmp(v[C_IDFUND], "5") == 0;
-		else
-			ok = strcmp(v[C_CUMPLIO], "1") == 0 && strlen(v[C_IDFUND]) == 1 &&
-			     v[C_IDFUND][0] >= '1' && v[C_IDFUND][0] <= '4';
-		if (!ok)
-			finding(b, TITULO_WARNING, C_CUMPLIO,
+	if (v[C_CUMPLIO] && cumplio_ok && fund) {
+		int no_aplica = strcmp(v[C_IDFUND], "5") == 0;
+		int cumplio = strcmp(v[C_CUMPLIO], "1") == 0;
+		if (no_aplica == cumplio) {
+			finding(b, "servicio-social-fundamento", C_IDFUND,
+				"cumplioServicioSocial %s does not agree with fundamento %s (%s): %s "
+				"(§10)",
+				v[C_CUMPLIO], v[C_IDFUND], fund,
+				cumplio ? "a completed servicio social has a fundamento 1-4, not NO APLICA"
+					: "NO APLICA (5) is the fundamento when servicio social is not "
+					  "required (0)");
+		} else if (tipoant && posgrado == cumplio) {
+			finding(b, "servicio-social-level", C_CUMPLIO,
 				"cumplioServicioSocial %s with fundamento %s is unusual for %s; "
 				"accepted: postgraduate 0 with 5, licenciatura/TSU 1 with 1-4 (§10)",
 				v[C_CUMPLIO], v[C_IDFUND],
 				posgrado ? "a postgraduate title" : "this level");
+		}
 	}
 	if (v[C_NOCED] && !all_digits(v[C_NOCED], strlen(v[C_NOCED])))
-		finding(b, TITULO_ERROR, C_NOCED, "noCedula is digits only, not '%s'", v[C_NOCED]);
-	if (v[C_NOCED] && !posgrado && v[C_IDTIPOANT])
-		finding(b, TITULO_WARNING, C_NOCED,
+		finding(b, "cedula-digits", C_NOCED, "noCedula is digits only, not '%s'", v[C_NOCED]);
+	else if (v[C_NOCED] && !posgrado && tipoant)
+		finding(b, "cedula-unexpected", C_NOCED,
 			"noCedula is for postgraduate titles (antecedente MAESTRÍA or "
 			"LICENCIATURA) (§10)");
 	if (!v[C_NOCED] && posgrado)
-		finding(b, TITULO_WARNING, C_NOCED,
+		finding(b, "cedula-missing", C_NOCED,
 			"a postgraduate title usually gives the noCedula of the antecedent degree "
 			"(§10)");
 
 	/* entities (§3) */
 	*ident = v[C_IDENT] ? v[C_IDENT] : conf->idEntidadFederativa;
-	if (v[C_IDENT])
-		entidad(b, cat, v, C_IDENT);
-	entidad(b, cat, v, C_IDENTANT);
+	const char *ent = v[C_IDENT] ? entidad(b, cat, v, C_IDENT)
+				      : titulo_catalogo_descripcion(cat, "entidadFederativa", *ident);
+	catalog_text(b, raw, C_ENT, ent, "idEntidadFederativa", *ident);
+	const char *entant = entidad(b, cat, v, C_IDENTANT);
+	catalog_text(b, raw, C_ENTANT, entant, "idEntidadFederativaAntecedente", v[C_IDENTANT]);
 }
 
 void titulo_lote_free(struct titulo_lote *l)
@@ -351,59 +436,126 @@ void titulo_lote_free(struct titulo_lote *l)
 	}
 	free(l->titulos);
 	free(l->folios);
+	free(l->rows);
+	free(l->skipped);
 	free(l);
+}
+
+/* A header name folded for matching: NFKC-free case fold, accents (marks)
+ * stripped, surrounding white space trimmed. NULL on failure. */
+static char *fold_name(const char *s)
+{
+	utf8proc_uint8_t *f = NULL;
+	utf8proc_ssize_t n = utf8proc_map((const utf8proc_uint8_t *)s, 0, &f,
+					  UTF8PROC_NULLTERM | UTF8PROC_STABLE |
+						  UTF8PROC_COMPOSE | UTF8PROC_CASEFOLD |
+						  UTF8PROC_STRIPMARK);
+	if (n < 0)
+		return NULL;
+	char *p = (char *)f;
+	size_t a = 0, e = (size_t)n;
+	while (a < e && (p[a] == ' ' || p[a] == '\t'))
+		a++;
+	while (e > a && (p[e - 1] == ' ' || p[e - 1] == '\t' || p[e - 1] == '\r'))
+		e--;
+	memmove(p, p + a, e - a);
+	p[e - a] = '\0';
+	return p;
+}
+
+static int is_blank_row(const struct te_csv_row *row)
+{
+	for (size_t j = 0; j < row->n; j++)
+		for (const char *q = row->f[j]; *q; q++)
+			if (*q != ' ' && *q != '\t' && *q != '\r' && *q != '\n')
+				return 0;
+	return 1;
 }
 
 int titulo_build_csv(const struct titulo_config *conf, const titulo_catalogos *cat,
 		     const char *csv_path, struct titulo_lote **out,
 		     struct titulo_findings *findings)
 {
+	return titulo_build_csv_opts(conf, cat, csv_path, NULL, out, findings);
+}
+
+int titulo_build_csv_opts(const struct titulo_config *conf, const titulo_catalogos *cat,
+			  const char *csv_path, const struct titulo_build_options *opts,
+			  struct titulo_lote **out, struct titulo_findings *findings)
+{
 	int rc;
 	struct te_csv csv = { 0 };
 	struct titulo_lote *lote = NULL;
 	char why[256];
 	char *v[C_N] = { 0 };
+	char *raw[C_N] = { 0 };
+	char *folded[C_N] = { 0 };
+	char **seen = NULL;
+	size_t nseen = 0;
 	struct bctx b = { .file = csv_path, .findings = findings };
 	size_t errors = 0;
 	char today[16];
-	time_t now = time(NULL);
-	struct tm tm;
-	localtime_r(&now, &tm);
-	strftime(today, sizeof(today), "%Y-%m-%d", &tm);
+	unsigned flags = opts ? opts->flags : 0;
+	if (opts && opts->today && titulo_date_check(opts->today) == 0) {
+		snprintf(today, sizeof(today), "%s", opts->today);
+	} else {
+		time_t now = time(NULL);
+		struct tm tm;
+		localtime_r(&now, &tm);
+		strftime(today, sizeof(today), "%Y-%m-%d", &tm);
+	}
 
 	for (int c = 0; c < C_N; c++)
 		b.colpos[c] = -1;
-	rc = te_csv_read(csv_path, TITULO_MAX_CSV_BYTES, TITULO_MAX_CSV_ROWS + 1, &csv, why,
-			 sizeof(why));
+	rc = te_csv_read(csv_path, TITULO_MAX_CSV_BYTES, TITULO_MAX_CSV_ROWS + 1, TE_CSV_DETECT,
+			 &csv, why, sizeof(why));
 	if (rc) {
 		if (rc == FIRMANTE_E_NOMEM)
 			goto out;
 		b.row = 0;
-		finding(&b, TITULO_ERROR, -1, "%s", why);
+		finding(&b,
+			rc == FIRMANTE_E_BAD_DOCUMENT ? "csv-encoding"
+			: (rc == FIRMANTE_E_IO || rc == FIRMANTE_E_TOO_LARGE) ? "csv-unreadable"
+									    : "csv-malformed",
+			-1, "%s", why);
 		if (rc != FIRMANTE_E_IO && rc != FIRMANTE_E_TOO_LARGE)
 			rc = FIRMANTE_E_INVALID;
 		goto out;
 	}
+	if (csv.converted)
+		finding(&b, "csv-windows-1252", -1,
+			"the file is not UTF-8; it was read as Windows-1252 (an Excel \"CSV\" export) "
+			"and converted; check accents and Ñ in the output");
 	if (csv.nrows == 0) {
-		finding(&b, TITULO_ERROR, -1, "the file is empty; it needs a header row");
+		finding(&b, "csv-empty", -1, "the file is empty; it needs a header row");
 		rc = FIRMANTE_E_INVALID;
 		goto out;
 	}
-	/* header */
+	/* header: names matched without regard to case or accents */
 	b.row = 1;
+	for (int c = 0; c < C_N; c++) {
+		folded[c] = fold_name(cols[c].name);
+		if (!folded[c]) {
+			rc = FIRMANTE_E_NOMEM;
+			goto out;
+		}
+	}
 	const struct te_csv_row *h = &csv.rows[0];
 	for (size_t j = 0; j < h->n; j++) {
 		int found = -1;
-		for (int c = 0; c < C_N; c++)
-			if (strcmp(h->f[j], cols[c].name) == 0)
+		char *fh = fold_name(h->f[j]);
+		for (int c = 0; fh && c < C_N; c++)
+			if (strcmp(fh, folded[c]) == 0)
 				found = c;
+		free(fh);
 		if (found < 0) {
-			te_finding_add(findings, TITULO_ERROR, FIRMANTE_E_INVALID, -1, NULL, csv_path, 1,
-				       j + 1, h->f[j], "unknown column");
+			te_finding_r(findings, "csv-unknown-column", -1, NULL, csv_path, 1, j + 1,
+				     h->f[j], "unknown column; the columns are listed in docs/titulos.md");
 			b.row_errors++;
 		} else if (b.colpos[found] >= 0) {
-			te_finding_add(findings, TITULO_ERROR, FIRMANTE_E_INVALID, -1, NULL, csv_path, 1,
-				       j + 1, h->f[j], "column appears twice");
+			te_finding_r(findings, "csv-duplicate-column", -1, NULL, csv_path, 1, j + 1,
+				     h->f[j], "column appears twice (as column %d and %zu)",
+				     b.colpos[found] + 1, j + 1);
 			b.row_errors++;
 		} else {
 			b.colpos[found] = (int)j;
@@ -411,7 +563,8 @@ int titulo_build_csv(const struct titulo_config *conf, const titulo_catalogos *c
 	}
 	for (int c = 0; c < C_N; c++)
 		if (cols[c].required && b.colpos[c] < 0)
-			finding(&b, TITULO_ERROR, c, "required column is missing from the header");
+			finding(&b, "csv-missing-column", c,
+				"required column is missing from the header");
 	if (b.row_errors) {
 		rc = FIRMANTE_E_INVALID;
 		goto out;
@@ -419,7 +572,15 @@ int titulo_build_csv(const struct titulo_config *conf, const titulo_catalogos *c
 
 	lote = calloc(1, sizeof(*lote));
 	if (!lote || !(lote->titulos = calloc(csv.nrows, sizeof(*lote->titulos))) ||
-	    !(lote->folios = calloc(csv.nrows, sizeof(*lote->folios)))) {
+	    !(lote->folios = calloc(csv.nrows, sizeof(*lote->folios))) ||
+	    !(lote->rows = calloc(csv.nrows, sizeof(*lote->rows))) ||
+	    !(lote->skipped = calloc(csv.nrows, sizeof(*lote->skipped)))) {
+		rc = FIRMANTE_E_NOMEM;
+		goto out;
+	}
+	/* folios of the rows seen so far (valid or not), for duplicates */
+	seen = calloc(csv.nrows, sizeof(*seen));
+	if (!seen) {
 		rc = FIRMANTE_E_NOMEM;
 		goto out;
 	}
@@ -427,32 +588,37 @@ int titulo_build_csv(const struct titulo_config *conf, const titulo_catalogos *c
 		const struct te_csv_row *row = &csv.rows[r];
 		b.row = r + 1;
 		b.row_errors = 0;
+		if (is_blank_row(row))
+			continue;
 		if (row->n != h->n) {
-			finding(&b, TITULO_ERROR, -1, "row has %zu fields; the header has %zu", row->n,
-				h->n);
+			finding(&b, "csv-field-count", -1, "row has %zu fields; the header has %zu",
+				row->n, h->n);
 			errors++;
+			lote->skipped[lote->nskipped++] = b.row;
 			continue;
 		}
 		for (int c = 0; c < C_N; c++) {
 			free(v[c]);
 			v[c] = NULL;
+			raw[c] = NULL;
 			if (b.colpos[c] < 0)
 				continue;
-			const char *raw = row->f[b.colpos[c]];
+			raw[c] = row->f[b.colpos[c]];
 			char *norm = NULL;
 			int changed = 0;
-			int nr = titulo_normalize(raw, &norm, &changed);
+			int nr = titulo_normalize(raw[c], &norm, &changed);
 			if (nr == FIRMANTE_E_NOMEM) {
 				rc = nr;
 				goto out;
 			}
 			if (nr) {
-				finding(&b, TITULO_ERROR, c,
+				finding(&b, "text-invalid", c,
 					"not valid UTF-8 text, or holds a control character or '|'");
 				continue;
 			}
-			if (changed)
-				finding(&b, TITULO_WARNING, c,
+			/* catalog texts are compared as given, not normalized */
+			if (changed && c < C_NOMCARRERA)
+				finding(&b, "text-normalized", c,
 					"normalized to \"%.400s\" (NFC, trimmed, single spaces; §12)",
 					norm);
 			if (!norm[0]) {
@@ -463,20 +629,35 @@ int titulo_build_csv(const struct titulo_config *conf, const titulo_catalogos *c
 		}
 		const struct titulo_conf_carrera *carrera = NULL;
 		const char *ident = NULL;
-		check_row(&b, conf, cat, v, today, &carrera, &ident);
+		check_row(&b, conf, cat, v, raw, today, &carrera, &ident);
+		if (v[C_FOLIO]) {
+			for (size_t i = 0; i < nseen; i++)
+				if (strcmp(seen[i], v[C_FOLIO]) == 0) {
+					finding(&b, "folio-duplicate", C_FOLIO,
+						"folioControl '%s' is repeated in this batch",
+						v[C_FOLIO]);
+					break;
+				}
+			if (opts && opts->folio_registered &&
+			    opts->folio_registered(opts->ctx, v[C_FOLIO]) == 1)
+				finding(&b, "folio-registered", C_FOLIO,
+					"folioControl '%s' belongs to a title already recorded; the DGP "
+					"rejects a folio registered before",
+					v[C_FOLIO]);
+			size_t fl = strlen(v[C_FOLIO]) + 1;
+			seen[nseen] = malloc(fl);
+			if (!seen[nseen])
+				b.nomem = 1;
+			else
+				memcpy(seen[nseen++], v[C_FOLIO], fl);
+		}
 		if (b.nomem) {
 			rc = FIRMANTE_E_NOMEM;
 			goto out;
 		}
-		if (v[C_FOLIO]) {
-			for (size_t i = 0; i < lote->count; i++)
-				if (strcmp(lote->folios[i], v[C_FOLIO]) == 0)
-					finding(&b, TITULO_ERROR, C_FOLIO,
-						"folioControl '%s' is repeated in this batch",
-						v[C_FOLIO]);
-		}
 		if (b.row_errors) {
 			errors++;
+			lote->skipped[lote->nskipped++] = b.row;
 			continue;
 		}
 		titulo *t = NULL;
@@ -485,6 +666,7 @@ int titulo_build_csv(const struct titulo_config *conf, const titulo_catalogos *c
 			goto out;
 		lote->titulos[lote->count] = t;
 		lote->folios[lote->count] = v[C_FOLIO];
+		lote->rows[lote->count] = b.row;
 		v[C_FOLIO] = NULL;
 		lote->count++;
 	}
@@ -492,7 +674,7 @@ int titulo_build_csv(const struct titulo_config *conf, const titulo_catalogos *c
 		rc = FIRMANTE_E_NOMEM;
 		goto out;
 	}
-	if (errors) {
+	if (errors && !(flags & TITULO_BUILD_SKIP_INVALID)) {
 		rc = FIRMANTE_E_INVALID;
 		goto out;
 	}
@@ -500,8 +682,13 @@ int titulo_build_csv(const struct titulo_config *conf, const titulo_catalogos *c
 	lote = NULL;
 	rc = 0;
 out:
-	for (int c = 0; c < C_N; c++)
+	for (size_t i = 0; i < nseen; i++)
+		free(seen[i]);
+	free(seen);
+	for (int c = 0; c < C_N; c++) {
 		free(v[c]);
+		free(folded[c]);
+	}
 	titulo_lote_free(lote);
 	te_csv_free(&csv);
 	return rc;

@@ -67,7 +67,7 @@ int titulo_catalogos_load(const char *path, titulo_catalogos **out, struct titul
 		rc = FIRMANTE_E_NOMEM;
 		goto out;
 	}
-	rc = te_csv_read(path, 1u << 20, 10000, &c->csv, why, sizeof(why));
+	rc = te_csv_read(path, 1u << 20, 10000, 0, &c->csv, why, sizeof(why));
 	if (rc) {
 		te_error(err, rc == FIRMANTE_E_NOMEM ? rc : FIRMANTE_E_CONFIG, 0, path, "%s", why);
 		rc = rc == FIRMANTE_E_NOMEM ? rc : FIRMANTE_E_CONFIG;
@@ -86,6 +86,24 @@ int titulo_catalogos_load(const char *path, titulo_catalogos **out, struct titul
 		if (r->n < 4 || !r->f[0][0] || !r->f[1][0] || !r->f[2][0]) {
 			te_error(err, FIRMANTE_E_CONFIG, (int)i + 1, path,
 				 "row %zu needs catalogo, id and descripcion", i + 1);
+			rc = FIRMANTE_E_CONFIG;
+			goto out;
+		}
+		char *norm = NULL;
+		int changed = 0;
+		int nr = titulo_normalize(r->f[2], &norm, &changed);
+		free(norm);
+		if (nr == FIRMANTE_E_NOMEM) {
+			rc = nr;
+			goto out;
+		}
+		if (nr || changed) {
+			/* §4, §13.3: the DGP compares these texts byte for byte */
+			te_error(err, FIRMANTE_E_CONFIG, (int)i + 1, path,
+				 "row %zu: the text of %s id %s, \"%s\", is not in normal form "
+				 "(leading, trailing or doubled spaces, or decomposed accents); the "
+				 "DGP would reject it",
+				 i + 1, r->f[0], r->f[1], r->f[2]);
 			rc = FIRMANTE_E_CONFIG;
 			goto out;
 		}

@@ -4,6 +4,8 @@
 #include <string.h>
 
 #include <csv.h>
+#include <errno.h>
+#include <iconv.h>
 
 #include "firmante/protocol.h"
 #include "firmante/util.h"
@@ -84,6 +86,97 @@ static int no_space(unsigned char c)
 	return 0;
 }
 
+/* Nonzero when @p[0..len) is valid UTF-8 (no overlongs, no surrogates). */
+static int utf8_valid(const unsigned char *p, size_t len)
+{
+	size_t i = 0;
+	while (i < len) {
+		unsigned char b = p[i];
+		size_t k;
+		unsigned long cp;
+		if (b < 0x80) {
+			i++;
+			continue;
+		} else if ((b & 0xE0) == 0xC0) {
+			k = 2;
+			cp = b & 0x1F;
+		} else if ((b & 0xF0) == 0xE0) {
+			k = 3;
+			cp = b & 0x0F;
+		} else if ((b & 0xF8) == 0xF0) {
+			k = 4;
+			cp = b & 0x07;
+		} else {
+			return 0;
+		}
+		if (i + k > len)
+			return 0;
+		for (size_t m = 1; m < k; m++) {
+			if ((p[i + m] & 0xC0) != 0x80)
+				return 0;
+			cp = (cp << 6) | (p[i + m] & 0x3F);
+		}
+		if ((k == 2 && cp < 0x80) || (k == 3 && cp < 0x800) || (k == 4 && cp < 0x10000) ||
+		    cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+			return 0;
+		i += k;
+	}
+	return 1;
+}
+
+/* Windows-1252 → UTF-8 with iconv. At most 3 output bytes per input byte.
+ * Returns 0, FIRMANTE_E_BAD_DOCUMENT (a byte Windows-1252 leaves undefined),
+ * FIRMANTE_E_NOMEM. */
+static int from_cp1252(const char *in, size_t len, char **out, size_t *out_len, size_t *bad_at)
+{
+	int rc;
+	iconv_t cd = iconv_open("UTF-8", "WINDOWS-1252");
+	char *buf = NULL;
+	if (cd == (iconv_t)-1)
+		return FIRMANTE_E_INTERNAL;
+	size_t cap = len * 3 + 1;
+	buf = malloc(cap);
+	if (!buf) {
+		rc = FIRMANTE_E_NOMEM;
+		goto out;
+	}
+	char *ip = (char *)in, *op = buf;
+	size_t il = len, ol = cap - 1;
+	if (iconv(cd, &ip, &il, &op, &ol) == (size_t)-1) {
+		*bad_at = (size_t)(ip - in);
+		rc = FIRMANTE_E_BAD_DOCUMENT;
+		goto out;
+	}
+	*op = '\0';
+	*out_len = (size_t)(op - buf);
+	*out = buf;
+	buf = NULL;
+	rc = 0;
+out:
+	free(buf);
+	iconv_close(cd);
+	return rc;
+}
+
+/* ',' or ';': whichever occurs more often outside quotes in the first
+ * record; ',' on a tie. */
+static char detect_delim(const char *p, size_t len)
+{
+	size_t commas = 0, semis = 0;
+	int q = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (p[i] == '"')
+			q = !q;
+		else if (!q && (p[i] == '\n' || p[i] == '\r'))
+			break;
+		else if (!q && p[i] == ',')
+			commas++;
+		else if (!q && p[i] == ';')
+			semis++;
+	}
+	return semis > commas ? ';' : ',';
+}
+
 void te_csv_free(struct te_csv *csv)
 {
 	if (!csv)
@@ -95,11 +188,11 @@ void te_csv_free(struct te_csv *csv)
 	csv->nrows = 0;
 }
 
-int te_csv_read(const char *path, size_t max_bytes, size_t max_rows, struct te_csv *out,
-		char *why, size_t why_size)
+int te_csv_read(const char *path, size_t max_bytes, size_t max_rows, unsigned flags,
+		struct te_csv *out, char *why, size_t why_size)
 {
 	int rc;
-	char *buf = NULL;
+	char *buf = NULL, *conv = NULL;
 	size_t len = 0;
 	struct csv_parser p;
 	int p_init = 0;
@@ -116,12 +209,42 @@ int te_csv_read(const char *path, size_t max_bytes, size_t max_rows, struct te_c
 		data += 3;
 		len -= 3;
 	}
+	if (memchr(data, '\0', len)) {
+		snprintf(why, why_size, "the file holds NUL bytes: it is not a text CSV export "
+			 "(UTF-16 or a spreadsheet file?)");
+		rc = FIRMANTE_E_BAD_DOCUMENT;
+		goto out;
+	}
+	if (!utf8_valid((const unsigned char *)data, len)) {
+		size_t bad = 0;
+		if (!(flags & TE_CSV_DETECT)) {
+			snprintf(why, why_size, "the file is not UTF-8");
+			rc = FIRMANTE_E_BAD_DOCUMENT;
+			goto out;
+		}
+		rc = from_cp1252(data, len, &conv, &len, &bad);
+		if (rc == FIRMANTE_E_BAD_DOCUMENT) {
+			snprintf(why, why_size,
+				 "the file is neither UTF-8 nor Windows-1252 (byte 0x%02X at offset "
+				 "%zu); save it again as \"CSV UTF-8\"",
+				 (unsigned)(unsigned char)data[bad], bad);
+			goto out;
+		}
+		if (rc) {
+			snprintf(why, why_size, "cannot convert the file from Windows-1252");
+			goto out;
+		}
+		data = conv;
+		csv.converted = 1;
+	}
+	csv.delim = (flags & TE_CSV_DETECT) ? detect_delim(data, len) : ',';
 	if (csv_init(&p, CSV_STRICT | CSV_STRICT_FINI) != 0) {
 		rc = FIRMANTE_E_NOMEM;
 		goto out;
 	}
 	p_init = 1;
 	csv_set_space_func(&p, no_space);
+	csv_set_delim(&p, (unsigned char)csv.delim);
 	if (csv_parse(&p, data, len, on_field, on_row, &rd) != len ||
 	    csv_fini(&p, on_field, on_row, &rd) != 0) {
 		snprintf(why, why_size, "malformed CSV: %s", csv_strerror(csv_error(&p)));
@@ -141,6 +264,7 @@ out:
 		csv_free(&p);
 	row_free(&rd.cur);
 	te_csv_free(&csv);
+	free(conv);
 	free(buf);
 	return rc;
 }

@@ -101,17 +101,23 @@ static int is_inner_consonant(char c)
 	return is_upper(c) && !strchr("AEIOU", c);
 }
 
-#define WHY(...)                                          \
+#define WHYK(kind, ...)                                   \
 	do {                                              \
 		if (why)                                  \
 			snprintf(why, why_size, __VA_ARGS__); \
-		return FIRMANTE_E_INVALID;                \
+		return (kind);                            \
 	} while (0)
+#define WHY(...) WHYK(2, __VA_ARGS__)
 
 int titulo_curp_check(const char *s, char *why, size_t why_size)
 {
+	return te_curp_check(s, why, why_size) ? FIRMANTE_E_INVALID : 0;
+}
+
+int te_curp_check(const char *s, char *why, size_t why_size)
+{
 	if (!s || strlen(s) != 18)
-		WHY("a CURP has 18 characters");
+		WHYK(1, "a CURP has 18 characters, this one has %zu", s ? strlen(s) : 0);
 	for (int i = 0; i < 4; i++)
 		if (!is_upper(s[i]))
 			WHY("characters 1-4 of a CURP are upper-case letters");
@@ -145,7 +151,7 @@ int titulo_curp_check(const char *s, char *why, size_t why_size)
 	if (d == 10)
 		d = 0;
 	if (s[17] - '0' != d)
-		WHY("the CURP check digit should be %d, not %c", d, s[17]);
+		WHYK(3, "the CURP check digit should be %d, not %c", d, s[17]);
 	return 0;
 }
 
@@ -166,4 +172,36 @@ int titulo_date_check(const char *s)
 	if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
 		max = 29;
 	return d <= max ? 0 : FIRMANTE_E_INVALID;
+}
+
+int te_date_input(const char *in, char out[11])
+{
+	char buf[11];
+	if (!in)
+		return FIRMANTE_E_INVALID;
+	size_t n = strlen(in);
+	if (n == 10 && in[4] == '-') {
+		memcpy(buf, in, 11);
+	} else {
+		/* DD/MM/YYYY, day and month of one or two digits */
+		const char *s1 = strchr(in, '/');
+		const char *s2 = s1 ? strchr(s1 + 1, '/') : NULL;
+		if (!s1 || !s2 || strchr(s2 + 1, '/'))
+			return FIRMANTE_E_INVALID;
+		size_t dl = (size_t)(s1 - in), ml = (size_t)(s2 - s1 - 1), yl = strlen(s2 + 1);
+		if (dl < 1 || dl > 2 || ml < 1 || ml > 2 || yl != 4)
+			return FIRMANTE_E_INVALID;
+		memcpy(buf, s2 + 1, 4);
+		buf[4] = '-';
+		buf[5] = ml == 2 ? s1[1] : '0';
+		buf[6] = s1[ml];
+		buf[7] = '-';
+		buf[8] = dl == 2 ? in[0] : '0';
+		buf[9] = in[dl - 1];
+		buf[10] = '\0';
+	}
+	if (titulo_date_check(buf) != 0)
+		return FIRMANTE_E_INVALID;
+	memcpy(out, buf, 11);
+	return 0;
 }

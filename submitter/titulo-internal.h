@@ -80,4 +80,22 @@ int te_finding_add(struct titulo_findings *f, int severity, int code, long firma
 		   const char *field, const char *fmt, ...)
 	__attribute__((format(printf, 10, 11)));
 
+/* Append a finding of rule @code (severity and error from the rule
+ * table). Returns 0, FIRMANTE_E_NOMEM, FIRMANTE_E_INVALID (unknown code). */
+int te_finding_r(struct titulo_findings *f, const char *code, long firmante, const char *curp,
+		 const char *file, unsigned long row, unsigned long column, const char *field,
+		 const char *fmt, ...) __attribute__((format(printf, 9, 10)));
+int te_finding_rv(struct titulo_findings *f, const char *code, long firmante, const char *curp,
+		  const char *file, unsigned long row, unsigned long column, const char *field,
+		  const char *fmt, va_list ap) __attribute__((format(printf, 9, 0)));
+
+/* CURP check with the kind of failure: 0 ok, 1 length, 2 structure,
+ * 3 check digit; @why as for titulo_curp_check(). */
+int te_curp_check(const char *s, char *why, size_t why_size);
+
+/* A date as registrars type it, YYYY-MM-DD or DD/MM/YYYY (day and month of
+ * one or two digits), checked as a calendar day (§8) and written to @out
+ * as YYYY-MM-DD. Returns 0 or FIRMANTE_E_INVALID. */
+int te_date_input(const char *in, char out[11]);
+
 #endif

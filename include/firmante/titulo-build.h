@@ -100,6 +100,9 @@ struct titulo_finding {
 	unsigned long column;  /* 1-based CSV column, 0 if none */
 	char field[128];       /* "Profesionista/@curp", "fechaExpedicion", ... */
 	char message[512];     /* one sentence for a person */
+	char rule[40];         /* stable rule code from titulo_rules(), e.g.
+				  "curp-check-digit"; "" only for findings of
+				  callers outside this library */
 };
 
 /* A growing list of findings. Zero-initialize before first use. At most
@@ -123,6 +126,58 @@ void titulo_findings_clear(struct titulo_findings *f);
  * Returns @buf.
  */
 char *titulo_finding_format(const struct titulo_finding *f, char *buf, size_t size);
+
+/* ==== Rules: the table of every check and its stable code ========== */
+
+/* One rule checked by the builder, the configuration reader, the signer
+ * checks of `titulos sign` or the verifier. */
+struct titulo_rule {
+	const char *code;     /* stable, kebab-case: "curp-check-digit" */
+	int severity;         /* enum titulo_severity */
+	int error;            /* negative firmante error a finding carries */
+	const char *where;    /* what is checked: "CSV", "configuration", "XML", "signing" */
+	const char *text;     /* the rule in one sentence */
+	const char *source;   /* section of titulo-electronico.md, or "project" */
+};
+
+/*
+ * titulo_rules - the rule table, in documentation order.
+ * @n: receives the number of entries.
+ * Returns a static array (never NULL). Codes are unique and never reused.
+ */
+const struct titulo_rule *titulo_rules(size_t *n);
+
+/* titulo_rule_find - the entry with @code, or NULL. */
+const struct titulo_rule *titulo_rule_find(const char *code);
+
+/*
+ * titulo_rules_markdown - the rule table as a Markdown table (header row,
+ * one row per rule; the text docs/titulos.md carries between its
+ * "rules:begin" and "rules:end" markers).
+ * @out: malloc'd NUL-terminated text, caller frees; @len: its length.
+ * Returns 0 or FIRMANTE_E_NOMEM.
+ */
+int titulo_rules_markdown(char **out, size_t *len);
+
+/*
+ * titulo_finding_add - append a finding of rule @code (severity and error
+ * from the table) for callers outside the library (e.g. `titulos sign`).
+ * @firmante: FirmaResponsable index or -1; @curp, @file, @field may be NULL;
+ * @row, @column: 1-based, 0 when none.
+ * Returns 0, FIRMANTE_E_NOMEM, FIRMANTE_E_INVALID (unknown rule code).
+ */
+int titulo_finding_add(struct titulo_findings *f, const char *code, long firmante,
+		       const char *curp, const char *file, unsigned long row,
+		       unsigned long column, const char *field, const char *fmt, ...)
+	__attribute__((format(printf, 9, 10)));
+
+/*
+ * titulo_findings_json - the findings as a JSON array of objects
+ * {"severity": "error"|"warning", "rule", "file", "row", "column", "field",
+ *  "firmante" (index or null), "curp", "message"}, one line, no newline.
+ * @out: malloc'd, caller frees. Returns 0 or FIRMANTE_E_NOMEM.
+ */
+int titulo_findings_json(const struct titulo_findings *f, char **out);
 
 /* ==== Verification (§6, §7, §11) ==================================== */
 
@@ -313,6 +368,20 @@ struct titulo_lote {
 	titulo **titulos;
 	char **folios;   /* folioControl of each title */
 	size_t count;
+	unsigned long *rows;     /* CSV row of each title */
+	unsigned long *skipped;  /* CSV rows left out for errors (TITULO_BUILD_SKIP_INVALID) */
+	size_t nskipped;
+};
+
+/* Options of titulo_build_csv_opts(). */
+#define TITULO_BUILD_SKIP_INVALID 0x1u /* build the valid rows, list the others */
+struct titulo_build_options {
+	unsigned flags;      /* TITULO_BUILD_* */
+	const char *today;   /* "YYYY-MM-DD" for the date rules, NULL = local date */
+	/* 1 when @folio belongs to a title already recorded (§3: the DGP
+	 * rejects a folio registered before), 0 otherwise; may be NULL. */
+	int (*folio_registered)(void *ctx, const char *folio);
+	void *ctx;
 };
 
 /* Cap on rows in one CSV batch. */
@@ -341,6 +410,23 @@ struct titulo_lote {
 int titulo_build_csv(const struct titulo_config *conf, const titulo_catalogos *cat,
 		     const char *csv_path, struct titulo_lote **out,
 		     struct titulo_findings *findings);
+
+/*
+ * titulo_build_csv_opts - titulo_build_csv() with options (@opts may be
+ * NULL). With TITULO_BUILD_SKIP_INVALID, rows with errors are left out and
+ * listed in @out->skipped, and the call returns 0 unless the file itself is
+ * unusable (unreadable, malformed, bad header). The CSV may also be
+ * Windows-1252 (converted with iconv, a warning), use ';' instead of ','
+ * (detected from the header), match header names without regard to case or
+ * accents, and give dates as DD/MM/YYYY (written YYYY-MM-DD). Optional
+ * columns nombreCarrera, modalidadTitulacion, fundamentoLegalServicioSocial,
+ * entidadFederativa, tipoEstudioAntecedente and entidadFederativaAntecedente
+ * are compared byte for byte with the configuration or catalog (§4).
+ * Every finding carries its rule code (titulo_rules()).
+ */
+int titulo_build_csv_opts(const struct titulo_config *conf, const titulo_catalogos *cat,
+			  const char *csv_path, const struct titulo_build_options *opts,
+			  struct titulo_lote **out, struct titulo_findings *findings);
 
 /* titulo_lote_free - NULL is a no-op. */
 void titulo_lote_free(struct titulo_lote *l);

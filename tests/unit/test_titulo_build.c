@@ -285,13 +285,13 @@ static void test_build_errors(void **state)
 	assert_null(l);
 	assert_true(has(&f, TITULO_WARNING, "a.csv:2:3: warning: nombre: normalized to \"JOSÉ LUIS\""));
 	assert_true(has(&f, TITULO_ERROR, "a.csv:3:2: curp: 'PEMJ800101HDFRRN08': the CURP check digit should be 7"));
-	assert_true(has(&f, TITULO_ERROR, "a.csv:3:11: fechaExamenProfesional: modalidad 2 (CONSTANCIA DE EXENCIÓN) takes no"));
+	assert_true(has(&f, TITULO_ERROR, "a.csv:3:11: fechaExamenProfesional: modalidad 2 (POR PROMEDIO, CONSTANCIA DE EXENCIÓN) takes no"));
 	assert_true(has(&f, TITULO_ERROR, "a.csv:3:12: fechaExencionExamenProfesional: modalidad 2"));
 	assert_true(has(&f, TITULO_ERROR, "a.csv:3:16: idEntidadFederativa: '9' is not a two-digit entity id"));
-	assert_true(has(&f, TITULO_ERROR, "a.csv:3:9: fechaTerminacion: '2020-06-31' is not a date"));
+	assert_true(has(&f, TITULO_ERROR, "a.csv:3:9: fechaTerminacion: '2020-06-31' is not a calendar date"));
 	assert_true(has(&f, TITULO_ERROR, "a.csv:4:1: folioControl: folioControl 'F-1' is repeated"));
 	assert_true(has(&f, TITULO_ERROR, "a.csv:4:7: cveCarrera: career '999999'"));
-	assert_true(has(&f, TITULO_ERROR, "a.csv:4:11: fechaExamenProfesional: modalidad 1 (ACTA DE EXAMEN) needs"));
+	assert_true(has(&f, TITULO_ERROR, "a.csv:4:11: fechaExamenProfesional: modalidad 1 (POR TESIS, ACTA DE EXAMEN) needs"));
 	assert_true(has(&f, TITULO_ERROR, "a.csv:5:13: fechaExpedicion: fechaExpedicion 2021-05-10 is before fechaExamenProfesional"));
 	assert_true(has(&f, TITULO_ERROR, "a.csv:5:4: primerApellido: not valid UTF-8 text, or holds a control character or '|'"));
 	titulo_findings_clear(&f);
