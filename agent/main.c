@@ -25,6 +25,7 @@
 #include "firmante/build-config.h"
 #include "firmante/protocol.h"
 #include "firmante/token.h"
+#include "checkconfig.h"
 #include "systemd.h"
 
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -90,6 +91,12 @@ static void print_config(const struct agent_config *cfg)
 	printf("approval-timeout = %ld\n", cfg->approval_timeout);
 	printf("allow-extractable-keys = %s\n", cfg->allow_extractable_keys ? "true" : "false");
 	printf("max-clients = %u\n", cfg->max_clients);
+}
+
+/* --check-config: one unsafe-permission finding per line on stderr. */
+static void report_unsafe(void *ctx, const char *line)
+{
+	fprintf(stderr, "firmanted: %s\n", line);
 }
 
 /* A daemon may be started with 0, 1 or 2 closed; keep them taken so no
@@ -173,7 +180,7 @@ int main(int argc, char **argv)
 	}
 	if (check_only) {
 		print_config(&cfg);
-		status = 0;
+		status = agent_check_permissions(&cfg, report_unsafe, NULL) ? 1 : 0;
 		goto out;
 	}
 
