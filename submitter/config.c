@@ -63,12 +63,14 @@ static char *dupstr(const char *s)
 	return d;
 }
 
-static void cfg_err(struct cfg_ctx *x, int sev, int line, const char *field, const char *msg)
+static void cfg_err(struct cfg_ctx *x, const char *rule, int line, const char *field,
+		    const char *msg)
 {
-	if (sev == TITULO_ERROR)
+	const struct titulo_rule *r = titulo_rule_find(rule);
+	if (!r || r->severity == TITULO_ERROR)
 		x->errors++;
-	if (te_finding_add(x->findings, sev, FIRMANTE_E_CONFIG, -1, NULL, x->c->path,
-			   (unsigned long)line, 0, field, "%s", msg))
+	if (te_finding_r(x->findings, rule, -1, NULL, x->c->path, (unsigned long)line, 0, field,
+			 "%s", msg) == FIRMANTE_E_NOMEM)
 		x->rc = FIRMANTE_E_NOMEM;
 }
 
@@ -79,7 +81,7 @@ static void set_value(struct cfg_ctx *x, char **slot, const char *field, const c
 	int changed = 0;
 	int line = x->rd.line;
 	if (*slot) {
-		cfg_err(x, TITULO_ERROR, line, field, "set twice (or continued on an indented line)");
+		cfg_err(x, "config-duplicate", line, field, "set twice (or continued on an indented line)");
 		return;
 	}
 	int rc = titulo_normalize(value, &norm, &changed);
@@ -88,14 +90,14 @@ static void set_value(struct cfg_ctx *x, char **slot, const char *field, const c
 		return;
 	}
 	if (rc) {
-		cfg_err(x, TITULO_ERROR, line, field,
+		cfg_err(x, "config-text-invalid", line, field,
 			"not valid UTF-8 text, or holds a control character or '|'");
 		return;
 	}
 	if (changed) {
 		char msg[512];
 		snprintf(msg, sizeof(msg), "normalized to \"%.400s\" (NFC, white space)", norm);
-		cfg_err(x, TITULO_WARNING, line, field, msg);
+		cfg_err(x, "config-text-normalized", line, field, msg);
 	}
 	if (!norm[0]) {
 		free(norm);
@@ -115,7 +117,7 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
 		snprintf(x->last_section, sizeof(x->last_section), "%s", section);
 		x->kind = 0;
 		if (c->ncarreras + c->nfirmantes >= CONFIG_MAX_SECTIONS) {
-			cfg_err(x, TITULO_ERROR, x->rd.line, section, "too many sections");
+			cfg_err(x, "config-unknown-section", x->rd.line, section, "too many sections");
 			return 0;
 		}
 		if (strcmp(section, "institucion") == 0) {
@@ -126,7 +128,7 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
 				cve++;
 			for (size_t i = 0; i < c->ncarreras; i++)
 				if (strcmp(c->carreras[i].cveCarrera, cve) == 0) {
-					cfg_err(x, TITULO_ERROR, x->rd.line, section,
+					cfg_err(x, "config-duplicate", x->rd.line, section,
 						"career section appears twice");
 					return 0;
 				}
@@ -152,7 +154,7 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
 				nm++;
 			for (size_t i = 0; i < c->nfirmantes; i++)
 				if (strcmp(c->firmantes[i].seccion, nm) == 0) {
-					cfg_err(x, TITULO_ERROR, x->rd.line, section,
+					cfg_err(x, "config-duplicate", x->rd.line, section,
 						"signer section appears twice");
 					return 0;
 				}
@@ -173,7 +175,7 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
 			c->nfirmantes++;
 			x->kind = 3;
 		} else {
-			cfg_err(x, TITULO_ERROR, x->rd.line, section,
+			cfg_err(x, "config-unknown-section", x->rd.line, section,
 				"unknown section; expected [institucion], [carrera <cveCarrera>] "
 				"or [firmante <name>]");
 			return 0;
@@ -208,6 +210,8 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
 			slot = &f->curp;
 		else if (strcmp(name, "idCargo") == 0)
 			slot = &f->idCargo;
+		else if (strcmp(name, "cargo") == 0)
+			slot = &f->cargo;
 		else if (strcmp(name, "abrTitulo") == 0)
 			slot = &f->abrTitulo;
 		else if (strcmp(name, "key") == 0)
@@ -216,8 +220,29 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
 		return 0; /* inside a refused section: reported once */
 	}
 	if (!slot) {
-		cfg_err(x, TITULO_ERROR, x->rd.line, field, "unknown key");
+		cfg_err(x, "config-unknown-key", x->rd.line, field, "unknown key");
 		return 0;
+	}
+	if (x->kind == 3 && slot == &c->firmantes[c->nfirmantes - 1].cargo) {
+		/* compared byte for byte with the catalog, so kept as written; a
+		 * value in double quotes keeps its spaces */
+		size_t n = strlen(value);
+		if (*slot) {
+			cfg_err(x, "config-duplicate", x->rd.line, field, "set twice");
+			return 0;
+		}
+		if (n >= 2 && value[0] == '"' && value[n - 1] == '"') {
+			value++;
+			n -= 2;
+		}
+		*slot = malloc(n + 1);
+		if (!*slot) {
+			x->rc = FIRMANTE_E_NOMEM;
+			return 0;
+		}
+		memcpy(*slot, value, n);
+		(*slot)[n] = '\0';
+		return 1;
 	}
 	set_value(x, slot, field, value);
 	return 1;
@@ -240,7 +265,7 @@ static void need(struct cfg_ctx *x, int line, const char *section, const char *k
 		char field[320], msg[128];
 		snprintf(field, sizeof(field), "[%s] %s", section, key);
 		snprintf(msg, sizeof(msg), "required key is missing");
-		cfg_err(x, TITULO_ERROR, line, field, msg);
+		cfg_err(x, "config-missing-key", line, field, msg);
 	}
 }
 
@@ -250,7 +275,7 @@ static void check_catalog(struct cfg_ctx *x, const titulo_catalogos *cat, int li
 	if (id && !titulo_catalogo_descripcion(cat, catalogo, id)) {
 		char msg[256];
 		snprintf(msg, sizeof(msg), "'%s' is not an id of the catalog %s", id, catalogo);
-		cfg_err(x, TITULO_ERROR, line, field, msg);
+		cfg_err(x, "config-catalog-id", line, field, msg);
 	}
 }
 
@@ -262,18 +287,18 @@ static void validate(struct cfg_ctx *x, const titulo_catalogos *cat)
 	need(x, 0, "institucion", "nombreInstitucion", c->nombreInstitucion);
 	need(x, 0, "institucion", "idEntidadFederativa", c->idEntidadFederativa);
 	if (c->cveInstitucion && !all_digits(c->cveInstitucion, 6))
-		cfg_err(x, TITULO_ERROR, 0, "[institucion] cveInstitucion",
+		cfg_err(x, "institution-key", 0, "[institucion] cveInstitucion",
 			"cveInstitucion is the DGP's 6-digit institution key");
 	if (c->idEntidadFederativa && !all_digits(c->idEntidadFederativa, 2))
-		cfg_err(x, TITULO_ERROR, 0, "[institucion] idEntidadFederativa",
+		cfg_err(x, "config-entity", 0, "[institucion] idEntidadFederativa",
 			"idEntidadFederativa is two digits, 01..33 (§3)");
 	else
 		check_catalog(x, cat, 0, "[institucion] idEntidadFederativa", "entidadFederativa",
 			      c->idEntidadFederativa);
 	if (c->ncarreras == 0)
-		cfg_err(x, TITULO_ERROR, 0, "[carrera]", "no [carrera <cveCarrera>] section");
+		cfg_err(x, "config-no-career", 0, "[carrera]", "no [carrera <cveCarrera>] section");
 	if (c->nfirmantes == 0)
-		cfg_err(x, TITULO_ERROR, 0, "[firmante]", "no [firmante <name>] section");
+		cfg_err(x, "config-no-signer", 0, "[firmante]", "no [firmante <name>] section");
 	for (size_t i = 0; i < c->ncarreras; i++) {
 		struct titulo_conf_carrera *k = &c->carreras[i];
 		char sec[280];
@@ -282,9 +307,9 @@ static void validate(struct cfg_ctx *x, const titulo_catalogos *cat)
 		need(x, k->line, sec, "idAutorizacionReconocimiento", k->idAutorizacionReconocimiento);
 		snprintf(field, sizeof(field), "[%s]", sec);
 		if (!k->cveCarrera[0] || strchr(k->cveCarrera, '|') || !te_text_ok(k->cveCarrera))
-			cfg_err(x, TITULO_ERROR, k->line, field, "the section needs the cveCarrera");
+			cfg_err(x, "config-missing-key", k->line, field, "the section needs the cveCarrera");
 		else if (!all_digits(k->cveCarrera, 6))
-			cfg_err(x, TITULO_WARNING, k->line, field,
+			cfg_err(x, "career-key", k->line, field,
 				"cveCarrera is usually the DGP's 6-digit career key");
 		snprintf(field, sizeof(field), "[%s] idAutorizacionReconocimiento", sec);
 		check_catalog(x, cat, k->line, field, "autorizacionReconocimiento",
@@ -293,8 +318,16 @@ static void validate(struct cfg_ctx *x, const titulo_catalogos *cat)
 		    (strcmp(k->idAutorizacionReconocimiento, "1") == 0 ||
 		     strcmp(k->idAutorizacionReconocimiento, "2") == 0)) {
 			snprintf(field, sizeof(field), "[%s] numeroRvoe", sec);
-			cfg_err(x, TITULO_WARNING, k->line, field,
+			cfg_err(x, "rvoe-missing", k->line, field,
 				"a career with an RVOE should give numeroRvoe (§10)");
+		}
+		if (k->idAutorizacionReconocimiento && k->numeroRvoe &&
+		    strcmp(k->idAutorizacionReconocimiento, "1") != 0 &&
+		    strcmp(k->idAutorizacionReconocimiento, "2") != 0) {
+			snprintf(field, sizeof(field), "[%s] numeroRvoe", sec);
+			cfg_err(x, "rvoe-unexpected", k->line, field,
+				"numeroRvoe is given but the authorization is not an RVOE (1 or 2); "
+				"public and autonomous institutions leave it out (§10)");
 		}
 	}
 	for (size_t i = 0; i < c->nfirmantes; i++) {
@@ -308,6 +341,16 @@ static void validate(struct cfg_ctx *x, const titulo_catalogos *cat)
 		need(x, f->line, sec, "key", f->key);
 		snprintf(field, sizeof(field), "[%s] idCargo", sec);
 		check_catalog(x, cat, f->line, field, "cargo", f->idCargo);
+		const char *ctext = f->idCargo ? titulo_catalogo_descripcion(cat, "cargo", f->idCargo)
+					       : NULL;
+		if (f->cargo && ctext && strcmp(f->cargo, ctext) != 0) {
+			snprintf(field, sizeof(field), "[%s] cargo", sec);
+			snprintf(msg, sizeof(msg),
+				 "\"%s\" is not the catalog's text for idCargo %s, which is \"%s\"; "
+				 "the DGP rejects any difference (accents, spaces, case) (§4, §13.3)",
+				 f->cargo, f->idCargo, ctext);
+			cfg_err(x, "cargo-text-mismatch", f->line, field, msg);
+		}
 		snprintf(field, sizeof(field), "[%s] curp", sec);
 		if (f->curp) {
 			char why[200];
@@ -315,16 +358,16 @@ static void validate(struct cfg_ctx *x, const titulo_catalogos *cat)
 				/* the certificate's CURP is what counts (§7, §9) */
 				int form = strlen(f->curp) == 18 && strstr(why, "check digit");
 				snprintf(msg, sizeof(msg), "%s", why);
-				cfg_err(x, form ? TITULO_WARNING : TITULO_ERROR, f->line, field, msg);
+				cfg_err(x, form ? "signer-curp-check-digit" : "signer-curp", f->line, field, msg);
 			}
 			for (size_t j = 0; j < i; j++)
 				if (c->firmantes[j].curp && strcmp(c->firmantes[j].curp, f->curp) == 0)
-					cfg_err(x, TITULO_ERROR, f->line, field,
+					cfg_err(x, "signer-curp-duplicate", f->line, field,
 						"two signers have the same curp");
 		}
 		if (f->key && strncmp(f->key, "pkcs11:", 7) != 0) {
 			snprintf(field, sizeof(field), "[%s] key", sec);
-			cfg_err(x, TITULO_ERROR, f->line, field,
+			cfg_err(x, "signer-key-uri", f->line, field,
 				"key is a PKCS#11 URI (RFC 7512) starting with 'pkcs11:'");
 		}
 	}
@@ -349,6 +392,7 @@ void titulo_config_free(struct titulo_config *c)
 		free(f->segundoApellido);
 		free(f->curp);
 		free(f->idCargo);
+		free(f->cargo);
 		free(f->abrTitulo);
 		free(f->key);
 	}
@@ -393,14 +437,14 @@ int titulo_config_load(const char *path, const titulo_catalogos *cat,
 	rc = fm_read_file(path, CONFIG_MAX_BYTES, &buf, &len);
 	if (rc) {
 		if (rc != FIRMANTE_E_NOMEM) {
-			cfg_err(&x, TITULO_ERROR, 0, "",
+			cfg_err(&x, "config-unreadable", 0, "",
 				rc == FIRMANTE_E_TOO_LARGE ? "file too large" : "cannot read the file");
 			rc = FIRMANTE_E_CONFIG;
 		}
 		goto out;
 	}
 	if (memchr(buf, '\0', len)) {
-		cfg_err(&x, TITULO_ERROR, 0, "", "the file holds a NUL byte");
+		cfg_err(&x, "config-unreadable", 0, "", "the file holds a NUL byte");
 		rc = FIRMANTE_E_CONFIG;
 		goto out;
 	}
@@ -412,11 +456,11 @@ int titulo_config_load(const char *path, const titulo_catalogos *cat,
 		goto out;
 	}
 	if (x.rd.long_line)
-		cfg_err(&x, TITULO_ERROR, x.rd.long_line, "", "line too long");
+		cfg_err(&x, "config-unreadable", x.rd.long_line, "", "line too long");
 	if (r > 0 && x.errors == 0)
-		cfg_err(&x, TITULO_ERROR, r, "", "syntax error (expected [section] or key = value)");
+		cfg_err(&x, "config-syntax", r, "", "syntax error (expected [section] or key = value)");
 	else if (r < 0 && x.errors == 0)
-		cfg_err(&x, TITULO_ERROR, 0, "", "cannot parse the file");
+		cfg_err(&x, "config-syntax", 0, "", "cannot parse the file");
 	validate(&x, cat);
 	if (x.rc) {
 		rc = x.rc;

@@ -15,7 +15,7 @@ int te_finding_add(struct titulo_findings *f, int severity, int code, long firma
 		return 0;
 	if (severity == TITULO_ERROR)
 		f->errors++;
-	else
+	else if (severity == TITULO_WARNING)
 		f->warnings++;
 	if (f->count >= TITULO_MAX_FINDINGS)
 		return 0;
@@ -59,7 +59,9 @@ char *titulo_finding_format(const struct titulo_finding *f, char *buf, size_t si
 {
 	if (!buf || !size)
 		return buf;
-	const char *w = f->severity == TITULO_WARNING ? "warning: " : "";
+	const char *w = f->severity == TITULO_WARNING ? "warning: "
+			: f->severity == TITULO_NOTE  ? "note: "
+						      : "";
 	char where[400] = "";
 	if (f->file[0] && f->column)
 		snprintf(where, sizeof(where), "%s:%lu:%lu: ", f->file, f->row, f->column);

@@ -109,6 +109,8 @@ static const struct titulo_rule rules[] = {
 	{ "curp-cert-mismatch", E, FIRMANTE_E_SIGNER_NOT_IN_DOCUMENT, "XML", "FirmaResponsable/@curp equals the certificate's CURP", "§7" },
 	{ "cert-not-fiel", E, FIRMANTE_E_CERT_NOT_FIEL, "XML", "the certificate is an e.firma (FIEL), not a CSD", "§6" },
 	{ "autenticacion-sello-titulo", E, INV, "XML", "Autenticacion/@selloTitulo is the sellos joined in document order", "§11" },
+	{ "autenticacion-sello-titulo-ok", TITULO_NOTE, 0, "XML", "note: selloTitulo matches the responsables' sellos", "§11" },
+	{ "autenticacion-sello-ok", TITULO_NOTE, 0, "XML", "note: selloAutenticacion verifies with the authority certificate given", "§11" },
 	{ "autenticacion-not-verifiable", W, 0, "XML", "the authority's sello can be checked only with the authority's certificate (`--autoridad-cer`)", "§11" },
 	{ "autenticacion-cert-mismatch", E, FIRMANTE_E_CERT_SERIAL, "XML", "noCertificadoAutoridad is the number of the authority certificate given", "§11" },
 	{ "autenticacion-sello", E, INV, "XML", "selloAutenticacion verifies over the authority's cadena with the authority's certificate", "§11" },
@@ -138,7 +140,10 @@ int titulo_rules_markdown(char **out, size_t *len)
 			"|---|---|---|---|---|\n");
 	for (size_t i = 0; i < sizeof(rules) / sizeof(rules[0]); i++)
 		te_buf_addf(&b, "| `%s` | %s | %s | %s | %s |\n", rules[i].code,
-			    rules[i].severity == TITULO_ERROR ? "error" : "warning", rules[i].where,
+			    rules[i].severity == TITULO_ERROR     ? "error"
+			    : rules[i].severity == TITULO_WARNING ? "warning"
+								  : "note",
+			    rules[i].where,
 			    rules[i].text, rules[i].source);
 	return te_buf_take(&b, out, len);
 }
@@ -230,7 +235,10 @@ int titulo_findings_json(const struct titulo_findings *f, char **out)
 		const struct titulo_finding *x = &f->items[i];
 		json_t *o = json_pack(
 			"{s:s, s:s, s:o*, s:I, s:I, s:o*, s:o, s:s, s:o*}", "severity",
-			x->severity == TITULO_ERROR ? "error" : "warning", "rule", x->rule, "file",
+			x->severity == TITULO_ERROR     ? "error"
+			: x->severity == TITULO_WARNING ? "warning"
+							: "note",
+			"rule", x->rule, "file",
 			jstr(x->file), "row", (json_int_t)x->row, "column", (json_int_t)x->column,
 			"field", jstr(x->field), "firmante",
 			x->firmante >= 0 ? json_integer((json_int_t)x->firmante) : json_null(), "curp",

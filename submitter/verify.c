@@ -4,6 +4,7 @@
  * (§11).
  */
 #include <limits.h>
+#include <strings.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,9 @@
 
 struct titulo_verifier {
 	xmlSchemaPtr schema;
+	uint8_t *autoridad; /* DER of the authority certificate, or NULL */
+	size_t autoridad_len;
+	char autoridad_no[21]; /* its SAT number, "" when not a SAT serial */
 };
 
 int titulo_verifier_new(const char *xsd_path, titulo_verifier **out, struct titulo_error *err)
@@ -78,6 +82,7 @@ void titulo_verifier_free(titulo_verifier *v)
 		return;
 	if (v->schema)
 		xmlSchemaFree(v->schema);
+	free(v->autoridad);
 	free(v);
 }
 
@@ -98,8 +103,7 @@ static void xsd_error(void *data, xmlErrorPtr e)
 		msg[--n] = '\0';
 	char field[64];
 	snprintf(field, sizeof(field), "XSD line %d", e->line);
-	if (te_finding_add(c->findings, TITULO_ERROR, FIRMANTE_E_BAD_DOCUMENT, -1, NULL, NULL, 0,
-			   0, field, "%s", msg))
+	if (te_finding_r(c->findings, "xsd", -1, NULL, NULL, 0, 0, field, "%s", msg))
 		c->nomem = 1;
 }
 
@@ -117,8 +121,8 @@ static int validate_xsd(titulo_verifier *v, const char *xml, size_t len,
 	doc = xmlReadMemory(xml, (int)len, NULL, NULL,
 			    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
 	if (!doc) {
-		rc = te_finding_add(findings, TITULO_ERROR, FIRMANTE_E_BAD_DOCUMENT, -1, NULL, NULL,
-				    0, 0, "XSD", "document could not be read for XSD validation");
+		rc = te_finding_r(findings, "xsd", -1, NULL, NULL, 0, 0, "XSD",
+				  "document could not be read for XSD validation");
 		rc = rc ? rc : FIRMANTE_E_INVALID;
 		goto out;
 	}
@@ -147,8 +151,8 @@ static int validate_xsd(titulo_verifier *v, const char *xml, size_t len,
 		goto out;
 	}
 	if (r > 0 && findings->errors == errors_before) {
-		rc = te_finding_add(findings, TITULO_ERROR, FIRMANTE_E_BAD_DOCUMENT, -1, NULL, NULL,
-				    0, 0, "XSD", "the document does not validate against the XSD");
+		rc = te_finding_r(findings, "xsd", -1, NULL, NULL, 0, 0, "XSD",
+				  "the document does not validate against the XSD");
 		if (rc)
 			goto out;
 	}
@@ -197,14 +201,14 @@ out:
 	return rc;
 }
 
-#define ADDF(sev, code, idx, curp, field, ...)                                                \
-	do {                                                                                  \
-		int r_ = te_finding_add(findings, (sev), (code), (long)(idx), (curp), NULL, 0, 0, \
-					(field), __VA_ARGS__);                                    \
-		if (r_) {                                                                     \
-			rc = r_;                                                              \
-			goto out;                                                             \
-		}                                                                             \
+#define ADDF(rule, idx, curp, field, ...)                                                  \
+	do {                                                                               \
+		int r_ = te_finding_r(findings, (rule), (long)(idx), (curp), NULL, 0, 0, (field), \
+				      __VA_ARGS__);                                                \
+		if (r_) {                                                                  \
+			rc = r_;                                                           \
+			goto out;                                                          \
+		}                                                                          \
 	} while (0)
 
 /* All checks of FirmaResponsable @i (§5, §6, §7). */
@@ -226,26 +230,26 @@ static int verify_firmante(const titulo *t, size_t i, struct titulo_findings *fi
 
 	int cr = titulo_cadena_check(t, i, field, sizeof(field));
 	if (cr == FIRMANTE_E_BAD_DOCUMENT)
-		ADDF(TITULO_ERROR, cr, i, c, field,
+		ADDF("cadena-field-missing", i, c, field,
 		     "required field of the cadena original is missing (§5)");
 	else if (cr)
-		ADDF(TITULO_ERROR, cr, i, c, field,
+		ADDF("cadena-pipe", i, c, field,
 		     "value holds '|', which the cadena original cannot carry (§5.1)");
 	else if ((rc = titulo_cadena(t, i, &cadena, &cadena_len)) != 0)
 		goto out;
 
 	if (!sello || !sello[0]) {
-		ADDF(TITULO_ERROR, FIRMANTE_E_INVALID, i, c, "sello", "sello is missing");
+		ADDF("sello-missing", i, c, "sello", "sello is missing");
 	} else if (fm_base64_decode(sello, strlen(sello), &sig, &sig_len) != 0 || sig_len == 0) {
-		ADDF(TITULO_ERROR, FIRMANTE_E_INVALID, i, c, "sello",
+		ADDF("sello-base64", i, c, "sello",
 		     "sello is not Base64 on one line without spaces (§6)");
 	}
 
 	if (!cer || !cer[0]) {
-		ADDF(TITULO_ERROR, FIRMANTE_E_CERT_INVALID, i, c, "certificadoResponsable",
+		ADDF("cert-missing", i, c, "certificadoResponsable",
 		     "certificadoResponsable is missing");
 	} else if (fm_base64_decode(cer, strlen(cer), &der, &der_len) != 0 || der_len == 0) {
-		ADDF(TITULO_ERROR, FIRMANTE_E_CERT_INVALID, i, c, "certificadoResponsable",
+		ADDF("cert-invalid", i, c, "certificadoResponsable",
 		     "certificadoResponsable is not Base64 on one line without spaces (§7)");
 	} else {
 		int pr = fm_satcert_parse_der(der, der_len, &cert);
@@ -253,10 +257,10 @@ static int verify_firmante(const titulo *t, size_t i, struct titulo_findings *fi
 			rc = pr;
 			goto out;
 		} else if (pr == FIRMANTE_E_CERT_SERIAL) {
-			ADDF(TITULO_ERROR, pr, i, c, "certificadoResponsable",
+			ADDF("cert-serial-not-sat", i, c, "certificadoResponsable",
 			     "not a SAT certificate: its serial number is not 20 ASCII digits (§7)");
 		} else if (pr) {
-			ADDF(TITULO_ERROR, pr, i, c, "certificadoResponsable",
+			ADDF("cert-invalid", i, c, "certificadoResponsable",
 			     "certificadoResponsable is not a DER X.509 certificate (§7)");
 		} else {
 			cert_ok = 1;
@@ -265,17 +269,17 @@ static int verify_firmante(const titulo *t, size_t i, struct titulo_findings *fi
 
 	if (cert_ok) {
 		if (!nocert || strcmp(nocert, cert.no_certificado) != 0)
-			ADDF(TITULO_ERROR, FIRMANTE_E_CERT_SERIAL, i, c, "noCertificadoResponsable",
+			ADDF("nocert-mismatch", i, c, "noCertificadoResponsable",
 			     "noCertificadoResponsable '%s' is not the certificate's number %s (§7)",
 			     nocert ? nocert : "", cert.no_certificado);
 		if (!cert.curp[0])
-			ADDF(TITULO_ERROR, FIRMANTE_E_NO_CURP, i, c, "curp",
+			ADDF("cert-no-curp", i, c, "curp",
 			     "the certificate holds no CURP in its subject serialNumber (§7)");
 		else if (!curp || strcmp(curp, cert.curp) != 0)
-			ADDF(TITULO_ERROR, FIRMANTE_E_SIGNER_NOT_IN_DOCUMENT, i, c, "curp",
+			ADDF("curp-cert-mismatch", i, c, "curp",
 			     "curp '%s' is not the certificate's CURP %s (§7)", c, cert.curp);
 		if (cert.kind != FM_SATCERT_FIEL)
-			ADDF(TITULO_ERROR, FIRMANTE_E_CERT_NOT_FIEL, i, c, "certificadoResponsable",
+			ADDF("cert-not-fiel", i, c, "certificadoResponsable",
 			     "the certificate is not an e.firma (FIEL) but a %s (subject OU '%s'); "
 			     "titles need the signer's e.firma (§6)",
 			     fm_satcert_kind_name(cert.kind), cert.ou);
@@ -284,10 +288,10 @@ static int verify_firmante(const titulo *t, size_t i, struct titulo_findings *fi
 		for (size_t k = 0; ok && k < 20; k++)
 			ok = nocert[k] >= '0' && nocert[k] <= '9';
 		if (!ok)
-			ADDF(TITULO_ERROR, FIRMANTE_E_CERT_SERIAL, i, c, "noCertificadoResponsable",
+			ADDF("nocert-mismatch", i, c, "noCertificadoResponsable",
 			     "noCertificadoResponsable is not 20 digits (§7)");
 	} else {
-		ADDF(TITULO_ERROR, FIRMANTE_E_CERT_SERIAL, i, c, "noCertificadoResponsable",
+		ADDF("nocert-mismatch", i, c, "noCertificadoResponsable",
 		     "noCertificadoResponsable is missing");
 	}
 
@@ -297,10 +301,10 @@ static int verify_firmante(const titulo *t, size_t i, struct titulo_findings *fi
 			rc = v;
 			goto out;
 		} else if (v < 0) {
-			ADDF(TITULO_ERROR, v, i, c, "certificadoResponsable",
+			ADDF("cert-invalid", i, c, "certificadoResponsable",
 			     "the certificate's public key is not RSA; the sello cannot be checked");
 		} else if (v == 0) {
-			ADDF(TITULO_ERROR, FIRMANTE_E_INVALID, i, c, "sello",
+			ADDF("sello-mismatch", i, c, "sello",
 			     "the sello does not verify over this FirmaResponsable's cadena original "
 			     "with the certificate's key (RSA PKCS#1 v1.5, SHA-256; §6): the document "
 			     "changed after signing, or the sello belongs to another key");
@@ -314,12 +318,18 @@ out:
 	return rc;
 }
 
-/* §11: selloTitulo = the sellos joined in document order. */
-static int verify_autenticacion(const titulo *t, struct titulo_findings *findings)
+/* §11: selloTitulo = the sellos joined in document order; the authority's
+ * sello over its five-field cadena with the authority's certificate. */
+static int verify_autenticacion(const titulo_verifier *v, const titulo *t,
+				struct titulo_findings *findings)
 {
 	int rc = 0;
-	struct te_buf b = { 0 };
+	struct te_buf b = { 0 }, cad = { 0 };
+	uint8_t *sig = NULL;
+	size_t sig_len = 0;
 	const char *st = titulo_attr(t, "Autenticacion", "selloTitulo");
+	const char *nca = titulo_attr(t, "Autenticacion", "noCertificadoAutoridad");
+	const char *sa = titulo_attr(t, "Autenticacion", "selloAutenticacion");
 	if (!titulo_element_present(t, "Autenticacion"))
 		return 0;
 	if (!st) {
@@ -336,17 +346,232 @@ static int verify_autenticacion(const titulo *t, struct titulo_findings *finding
 		goto out;
 	}
 	if (!b.p || strcmp(b.p, st) != 0)
-		ADDF(TITULO_ERROR, FIRMANTE_E_INVALID, -1, NULL, "Autenticacion/@selloTitulo",
-		     "selloTitulo is not the FirmaResponsable sellos joined in document order "
+		ADDF("autenticacion-sello-titulo", -1, NULL, "Autenticacion/@selloTitulo",
+		     "selloTitulo does not match the responsables' sellos: it must be the "
+		     "FirmaResponsable sellos joined in document order with nothing between them "
 		     "(§11 a)");
-	ADDF(TITULO_WARNING, FIRMANTE_E_CERT_INVALID, -1, NULL, "Autenticacion/@selloAutenticacion",
-	     "not verifiable: no certificate of the authority for noCertificadoAutoridad '%s' "
-	     "(§11 b)",
-	     titulo_attr(t, "Autenticacion", "noCertificadoAutoridad")
-		     ? titulo_attr(t, "Autenticacion", "noCertificadoAutoridad")
-		     : "");
+	else
+		ADDF("autenticacion-sello-titulo-ok", -1, NULL, "Autenticacion/@selloTitulo",
+		     "selloTitulo matches the responsables' sellos (§11 a)");
+	if (!v || !v->autoridad) {
+		ADDF("autenticacion-not-verifiable", -1, NULL, "Autenticacion/@selloAutenticacion",
+		     "not verifiable: no certificate of the authority for noCertificadoAutoridad "
+		     "'%s' was given (--autoridad-cer) (§11 b)",
+		     nca ? nca : "");
+		goto out;
+	}
+	if (!nca || strcmp(nca, v->autoridad_no) != 0)
+		ADDF("autenticacion-cert-mismatch", -1, NULL, "Autenticacion/@noCertificadoAutoridad",
+		     "noCertificadoAutoridad '%s' is not the number of the authority certificate "
+		     "given, %s (§11 b)",
+		     nca ? nca : "", v->autoridad_no[0] ? v->autoridad_no : "(not a SAT serial)");
+	te_buf_adds(&cad, "||");
+	const char *parts[] = { "version", "folioDigital", "fechaAutenticacion", "selloTitulo",
+				"noCertificadoAutoridad" };
+	for (size_t i = 0; i < 5; i++) {
+		const char *x = titulo_attr(t, "Autenticacion", parts[i]);
+		if (i)
+			te_buf_adds(&cad, "|");
+		te_buf_adds(&cad, x ? x : "");
+	}
+	te_buf_adds(&cad, "||");
+	if (cad.err) {
+		rc = cad.err;
+		goto out;
+	}
+	if (!sa || fm_base64_decode(sa, strlen(sa), &sig, &sig_len) != 0 || sig_len == 0) {
+		ADDF("autenticacion-sello", -1, NULL, "Autenticacion/@selloAutenticacion",
+		     "selloAutenticacion is missing or not Base64 on one line (§11)");
+		goto out;
+	}
+	int ok = sello_valid(v->autoridad, v->autoridad_len, sig, sig_len, cad.p, cad.len);
+	if (ok == FIRMANTE_E_NOMEM) {
+		rc = ok;
+		goto out;
+	}
+	if (ok != 1)
+		ADDF("autenticacion-sello", -1, NULL, "Autenticacion/@selloAutenticacion",
+		     "selloAutenticacion does not verify with the authority certificate over "
+		     "||version|folioDigital|fechaAutenticacion|selloTitulo|noCertificadoAutoridad|| "
+		     "(RSA PKCS#1 v1.5, SHA-256; §11 b)");
+	else
+		ADDF("autenticacion-sello-ok", -1, NULL, "Autenticacion/@selloAutenticacion",
+		     "selloAutenticacion verifies with the authority certificate (§11 b)");
 out:
+	free(sig);
 	te_buf_free(&b);
+	te_buf_free(&cad);
+	return rc;
+}
+
+/* Encoding of the raw bytes (§1): no BOM, UTF-8 declared or implied,
+ * valid UTF-8. Returns 1 when parsing may go on, 0 when not, or an error. */
+static int check_encoding(const char *xml, size_t len, struct titulo_findings *findings)
+{
+	int rc = 1;
+	if (len >= 3 && memcmp(xml, "\xEF\xBB\xBF", 3) == 0)
+		ADDF("xml-encoding", -1, NULL, "document",
+		     "the document starts with a UTF-8 byte order mark (BOM); some intakes "
+		     "reject it, never write one (§13.6)");
+	if (len >= 2 && ((unsigned char)xml[0] == 0xFF || (unsigned char)xml[0] == 0xFE)) {
+		ADDF("xml-encoding", -1, NULL, "document",
+		     "the document is UTF-16; the standard's documents are UTF-8 (§1)");
+		return 0;
+	}
+	const char *decl_end = len > 5 && memcmp(xml + (len >= 3 && xml[0] == '\xEF' ? 3 : 0), "<?xml", 5) == 0
+				       ? memchr(xml, '>', len < 200 ? len : 200)
+				       : NULL;
+	if (decl_end) {
+		char decl[256];
+		size_t n = (size_t)(decl_end - xml);
+		if (n >= sizeof(decl))
+			n = sizeof(decl) - 1;
+		memcpy(decl, xml, n);
+		decl[n] = '\0';
+		char *e = strstr(decl, "encoding=");
+		if (e && e[9] && (e[9] == '"' || e[9] == '\'')) {
+			char q = e[9];
+			char *v0 = e + 10, *v1 = strchr(v0, q);
+			if (v1) {
+				*v1 = '\0';
+				if (strcasecmp(v0, "UTF-8") != 0)
+					ADDF("xml-encoding", -1, NULL, "document",
+					     "the document declares encoding \"%s\"; the standard's "
+					     "documents are UTF-8 (§1)",
+					     v0);
+			}
+		}
+	}
+	/* bytes that are not UTF-8 when UTF-8 is what the document claims */
+	size_t i = 0;
+	while (i < len) {
+		unsigned char c = (unsigned char)xml[i];
+		size_t k = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+		int ok = k > 0 && i + k <= len && !(k == 2 && c < 0xC2);
+		for (size_t m = 1; ok && m < k; m++)
+			ok = ((unsigned char)xml[i + m] & 0xC0) == 0x80;
+		if (!ok) {
+			unsigned long line = 1;
+			for (size_t m = 0; m < i; m++)
+				line += xml[m] == '\n';
+			rc = te_finding_r(findings, "xml-encoding", -1, NULL, NULL, line, 0, "document",
+					  "byte 0x%02X at offset %zu (line %lu) is not UTF-8: the file "
+					  "was probably saved as Latin-1 or Windows-1252 (§1)",
+					  c, i, line);
+			return rc ? rc : 0;
+		}
+		i += k;
+	}
+	return 1;
+out:
+	return rc;
+}
+
+static int is_canonical_int(const char *s)
+{
+	if (!s[0])
+		return 0;
+	for (const char *p = s; *p; p++)
+		if (*p < '0' || *p > '9')
+			return 0;
+	return s[0] != '0' || s[1] == '\0';
+}
+
+/* Empty attributes (§13.1) and lexical forms (§8) of every value. */
+static int check_values(const titulo *t, struct titulo_findings *findings)
+{
+	static const char *const dates[] = { "fechaInicio", "fechaTerminacion", "fechaExpedicion",
+					     "fechaExamenProfesional",
+					     "fechaExencionExamenProfesional" };
+	static const char *const ints[] = { "idCargo", "idAutorizacionReconocimiento",
+					    "idModalidadTitulacion", "cumplioServicioSocial",
+					    "idFundamentoLegalServicioSocial",
+					    "idTipoEstudioAntecedente" };
+	int rc = 0;
+	size_t nodes = TE_NELEM + t->nfirmas;
+	for (size_t k = 0; k < nodes; k++) {
+		const struct te_node *n = k < TE_NELEM ? &t->el[k] : &t->firmas[k - TE_NELEM];
+		int e = k < TE_NELEM ? (int)k : TE_FIRMA;
+		long fi = k < TE_NELEM ? -1 : (long)(k - TE_NELEM);
+		if (!n->present || e == TE_AUTENTICACION)
+			continue;
+		const char *curp = fi >= 0 ? titulo_firmante_attr(t, (size_t)fi, "curp") : NULL;
+		for (size_t a = 0; a < te_elem_nattrs(e); a++) {
+			const char *name = te_elem_attr(e, a), *val = n->v[a];
+			char field[160];
+			if (!val)
+				continue;
+			snprintf(field, sizeof(field), "%s/@%s", te_elem_name(e), name);
+			if (!val[0]) {
+				ADDF("xml-empty-attribute", fi, curp, field,
+				     "%s is empty; an absent optional value is left out of the XML "
+				     "(the cadena still gets an empty field), a required one must have a "
+				     "value (§12, §13.1)",
+				     field);
+				continue;
+			}
+			for (size_t d = 0; d < sizeof(dates) / sizeof(dates[0]); d++)
+				if (strcmp(name, dates[d]) == 0 && titulo_date_check(val) != 0)
+					ADDF("xml-non-canonical", fi, curp, field,
+					     "'%s' is not a date written YYYY-MM-DD without a time or "
+					     "zone; other forms change the cadena (§8)",
+					     val);
+			for (size_t d = 0; d < sizeof(ints) / sizeof(ints[0]); d++)
+				if (strcmp(name, ints[d]) == 0 && !is_canonical_int(val))
+					ADDF("xml-non-canonical", fi, curp, field,
+					     "'%s' is not an integer written without sign, spaces or "
+					     "leading zeros (§8)",
+					     val);
+			if (strcmp(name, "idEntidadFederativa") == 0 &&
+			    !(strlen(val) == 2 && val[0] >= '0' && val[0] <= '3' && val[1] >= '0' &&
+			      val[1] <= '9'))
+				ADDF("xml-non-canonical", fi, curp, field,
+				     "'%s' is not a two-digit entity id 01..33 (§3, §13.2)", val);
+		}
+	}
+out:
+	return rc;
+}
+
+int titulo_verifier_set_autoridad(titulo_verifier *v, const uint8_t *der, size_t len,
+				  struct titulo_error *err)
+{
+	int rc;
+	uint8_t *copy = NULL;
+	const unsigned char *p = der;
+	X509 *x = NULL;
+	if (!v || !der || !len) {
+		te_error(err, FIRMANTE_E_BAD_REQUEST, 0, "", "no certificate");
+		return FIRMANTE_E_BAD_REQUEST;
+	}
+	x = d2i_X509(NULL, &p, (long)len);
+	if (!x || p != der + len) {
+		te_error(err, FIRMANTE_E_CERT_INVALID, 0, "",
+			 "the authority certificate is not a DER X.509 certificate (.cer)");
+		rc = FIRMANTE_E_CERT_INVALID;
+		goto out;
+	}
+	copy = malloc(len);
+	if (!copy) {
+		rc = FIRMANTE_E_NOMEM;
+		goto out;
+	}
+	memcpy(copy, der, len);
+	struct fm_satcert sc;
+	int pr = fm_satcert_parse_der(der, len, &sc);
+	if (pr == FIRMANTE_E_NOMEM) {
+		rc = pr;
+		goto out;
+	}
+	free(v->autoridad);
+	v->autoridad = copy;
+	v->autoridad_len = len;
+	snprintf(v->autoridad_no, sizeof(v->autoridad_no), "%s", pr == 0 ? sc.no_certificado : "");
+	copy = NULL;
+	rc = 0;
+out:
+	X509_free(x);
+	free(copy);
 	return rc;
 }
 
@@ -361,13 +586,31 @@ int titulo_verify(titulo_verifier *v, const char *xml, size_t len, unsigned flag
 	if (!findings)
 		findings = &local;
 
+	rc = check_encoding(xml, len, findings);
+	if (rc < 0)
+		goto out;
+	if (rc == 0) {
+		rc = FIRMANTE_E_INVALID;
+		goto out;
+	}
+	if (findings->errors > errors_before) {
+		/* reported precisely; the parser would only add a generic error */
+		int utf8_bad = 0;
+		for (size_t i = 0; i < findings->count; i++)
+			utf8_bad |= strcmp(findings->items[i].rule, "xml-encoding") == 0 &&
+				    strstr(findings->items[i].message, "is not UTF-8") != NULL;
+		if (utf8_bad) {
+			rc = FIRMANTE_E_INVALID;
+			goto out;
+		}
+	}
 	rc = titulo_parse(xml, len, &t, &perr);
 	if (rc == FIRMANTE_E_NOMEM)
 		goto out;
 	if (rc) {
-		rc = te_finding_add(findings, TITULO_ERROR, rc, -1, NULL, NULL,
-				    (unsigned long)(perr.line > 0 ? perr.line : 0), 0,
-				    perr.field[0] ? perr.field : "document", "%s", perr.message);
+		rc = te_finding_r(findings, "xml-structure", -1, NULL, NULL,
+				  (unsigned long)(perr.line > 0 ? perr.line : 0), 0,
+				  perr.field[0] ? perr.field : "document", "%s", perr.message);
 		if (rc)
 			goto out;
 		rc = FIRMANTE_E_INVALID;
@@ -382,13 +625,16 @@ int titulo_verify(titulo_verifier *v, const char *xml, size_t len, unsigned flag
 		if (rc && rc != FIRMANTE_E_INVALID)
 			goto out;
 	}
+	rc = check_values(t, findings);
+	if (rc)
+		goto out;
 	if (!(flags & TITULO_VERIFY_UNSIGNED)) {
 		for (size_t i = 0; i < titulo_firmantes_count(t); i++) {
 			rc = verify_firmante(t, i, findings);
 			if (rc)
 				goto out;
 		}
-		rc = verify_autenticacion(t, findings);
+		rc = verify_autenticacion(v, t, findings);
 		if (rc)
 			goto out;
 	} else {
@@ -397,11 +643,13 @@ int titulo_verify(titulo_verifier *v, const char *xml, size_t len, unsigned flag
 			int cr = titulo_cadena_check(t, i, field, sizeof(field));
 			const char *c = titulo_firmante_attr(t, i, "curp");
 			if (cr) {
-				rc = te_finding_add(findings, TITULO_ERROR, cr, (long)i, c, NULL, 0, 0,
-						    field,
-						    cr == FIRMANTE_E_INVALID
-							    ? "value holds '|' (§5.1)"
-							    : "required field of the cadena original is missing (§5)");
+				rc = te_finding_r(findings,
+						  cr == FIRMANTE_E_INVALID ? "cadena-pipe"
+									   : "cadena-field-missing",
+						  (long)i, c, NULL, 0, 0, field, "%s",
+						  cr == FIRMANTE_E_INVALID
+							  ? "value holds '|' (§5.1)"
+							  : "required field of the cadena original is missing (§5)");
 				if (rc)
 					goto out;
 			}

@@ -16,6 +16,7 @@
 #define FIRMANTE_TITULO_BUILD_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "firmante/titulo.h"
 
@@ -85,6 +86,7 @@ int titulo_cadena_check(const titulo *t, size_t i, char *field, size_t field_siz
 /* ==== Findings (diagnostics) ======================================== */
 
 enum titulo_severity {
+	TITULO_NOTE = 0,    /* a check that passed and is worth saying (Autenticacion) */
 	TITULO_WARNING = 1,
 	TITULO_ERROR = 2,
 };
@@ -236,6 +238,24 @@ void titulo_verifier_free(titulo_verifier *v);
 int titulo_verify(titulo_verifier *v, const char *xml, size_t len, unsigned flags,
 		  struct titulo_findings *findings);
 
+/*
+ * titulo_verifier_set_autoridad - the authority's certificate (DGAIR or a
+ * state authority) for checking Autenticacion/@selloAutenticacion (§11 b):
+ * RSA PKCS#1 v1.5 with SHA-256 over
+ * ||version|folioDigital|fechaAutenticacion|selloTitulo|noCertificadoAutoridad||,
+ * and noCertificadoAutoridad equal to the certificate's SAT number. Without
+ * it, titulo_verify() reports the authority's sello as not verifiable (a
+ * warning). titulo_verify() also adds notes (TITULO_NOTE) saying that
+ * selloTitulo matches the responsables' sellos and that the authority's
+ * sello verifies.
+ * @der, @len: the .cer bytes, copied.
+ * Returns 0, FIRMANTE_E_BAD_REQUEST (no data), FIRMANTE_E_CERT_INVALID
+ * (not one DER X.509 certificate), FIRMANTE_E_NOMEM; @err (may be NULL)
+ * gets a sentence.
+ */
+int titulo_verifier_set_autoridad(titulo_verifier *v, const uint8_t *der, size_t len,
+				  struct titulo_error *err);
+
 /* ==== Catalogs (§4) ================================================= */
 
 typedef struct titulo_catalogos titulo_catalogos;
@@ -321,6 +341,7 @@ struct titulo_conf_firmante {
 	char *segundoApellido;     /* NULL when the signer has none */
 	char *curp;
 	char *idCargo;             /* cargo text comes from the catalog */
+	char *cargo;               /* optional: must equal the catalog text, or NULL */
 	char *abrTitulo;           /* NULL when not given */
 	char *key;                 /* PKCS#11 URI of the signer's key (RFC 7512) */
 	int line;
