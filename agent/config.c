@@ -11,6 +11,7 @@
 #include <ini.h>
 
 #include "agent.h"
+#include "workers.h"
 #include "firmante/protocol.h"
 
 struct parse_state {
@@ -208,6 +209,16 @@ static int apply_key(struct agent_config *cfg, const char *section, const char *
 			return FIRMANTE_E_CONFIG;
 		}
 		cfg->max_clients = (unsigned)n;
+		return 0;
+	}
+	if (!strcmp(name, "token-timeout")) {
+		/* Kept by the token workers (agent/workers.h). */
+		if (parse_long(value, 1, AGENT_MAX_TOKEN_TIMEOUT, &n)) {
+			snprintf(msg, msg_size, "token-timeout: expected seconds from 1 to %d",
+				 AGENT_MAX_TOKEN_TIMEOUT);
+			return FIRMANTE_E_CONFIG;
+		}
+		agent_workers_set_timeout(n);
 		return 0;
 	}
 	snprintf(msg, msg_size, "unknown key \"%s\"", name);
