@@ -45,6 +45,7 @@ static const struct err_row rows[] = {
 	{ FIRMANTE_E_PIN_FINAL_TRY, "pin-final-try", 409, "The token allows one more PIN try only; an explicit confirmation is needed" },
 	{ FIRMANTE_E_INVALID, "invalid", 422, "A value breaks a rule" },
 	{ FIRMANTE_E_TOKEN_TIMEOUT, "token-timeout", 504, "The token did not answer in time; the request was abandoned" },
+	{ FIRMANTE_E_POLICY_LIMIT, "policy-limit", 429, "The caller reached the daily signature cap of its policy" },
 };
 
 static const struct err_row *find(int err)

@@ -72,7 +72,8 @@ enum firmante_err {
 	FIRMANTE_E_PIN_FINAL_TRY = -31,     /* "pin-final-try" */
 	FIRMANTE_E_INVALID = -32,           /* "invalid" (a value broke a rule) */
 	FIRMANTE_E_TOKEN_TIMEOUT = -33,     /* "token-timeout" (a token call passed its deadline) */
-	FIRMANTE_E__LAST = -33
+	FIRMANTE_E_POLICY_LIMIT = -34,      /* "policy-limit" (an unattended caller's daily cap) */
+	FIRMANTE_E__LAST = -34
 };
 
 /*
