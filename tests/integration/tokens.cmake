@@ -9,3 +9,8 @@ set_tests_properties(tokens_integration PROPERTIES
   LABELS "token"
   TIMEOUT 600
   RUN_SERIAL TRUE)
+
+# udev/: rule syntax and every device of udev/README.md tagged uaccess.
+add_test(NAME tokens_udev
+         COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_tokens_udev.py)
+set_tests_properties(tokens_udev PROPERTIES ENVIRONMENT "${FIRMANTE_TEST_ENV}" LABELS "token")
