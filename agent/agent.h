@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
+#include <stdint.h>
 #include <time.h>
 
 #include "firmante/token.h"
@@ -35,6 +36,10 @@ struct agent_config {
 	long approval_timeout;              /* seconds, default 120 */
 	bool allow_extractable_keys;        /* default false */
 	unsigned max_clients;               /* default 16 */
+	char audit_log[AGENT_PATH_MAX];     /* "" = $XDG_STATE_HOME/firmante/audit.log */
+	char policy_file[AGENT_PATH_MAX];   /* "" = no policy: everything interactive */
+	unsigned browser_port;              /* 0 = browser listener off (default) */
+	char pairings_file[AGENT_PATH_MAX]; /* "" = $XDG_STATE_HOME/firmante/paired-origins */
 	char source[AGENT_PATH_MAX];        /* file read, "" when defaults only */
 };
 
@@ -79,6 +84,7 @@ struct agent_caller {
 	uid_t uid;
 	pid_t pid;
 	char exe[512]; /* "?" when unreadable; control characters replaced */
+	char origin[256]; /* browser listener: the page's Origin; "" on the Unix socket */
 };
 
 /* What the holder is shown and asked for one signature. */
@@ -133,12 +139,247 @@ void agent_pinentry_close(agent_pinentry *p);
  */
 void agent_pinentry_abort_all(void);
 
+/*
+ * agent_pinentry_timed_out - whether the last dialog of @p ended because
+ * nobody answered within the approval timeout (for the audit record).
+ */
+bool agent_pinentry_timed_out(const agent_pinentry *p);
+
+/*
+ * agent_pinentry_ask - a yes/no dialog with the text @desc (lines separated
+ * by '\n'; control characters shown as blanks), buttons @ok and @cancel.
+ * Returns 0 (yes), FIRMANTE_E_USER_DENIED (no, cancel, timeout),
+ * FIRMANTE_E_PINENTRY.
+ */
+int agent_pinentry_ask(agent_pinentry *p, const char *desc, const char *ok, const char *cancel,
+		       char *detail, size_t detail_size);
+
+/* ------------------------------------------------------------------ */
+/* audit log (audit.c) */
+
+#define AGENT_AUDIT_LINE_MAX (64u * 1024u)
+
+struct agent_audit;
+
+/* One audit record; NULL or "" members are left out of the line. */
+struct agent_audit_record {
+	const char *event;          /* "sign", "pair", "revoke" */
+	const struct agent_caller *caller;
+	const char *policy;         /* policy section name, unattended callers */
+	const char *key;            /* PKCS#11 URI of the key */
+	const char *no_certificado;
+	const char *folio_control;
+	const char *cadena_sha256;  /* lower-case hex */
+	const char *origin;         /* pairing events */
+	const char *batch;          /* batch id, for the items of a batch */
+	const char *decision;       /* approved, denied, timeout, cancelled, unattended, refused, not-asked */
+	const char *result;         /* "signed", "paired", ... or an error code */
+};
+
+/*
+ * agent_audit_open - open (create: directories 0700, file 0600) the audit
+ * log at @path for appending and read its last record to continue the
+ * hash chain. Refuses a log that is not ours, is group/other accessible,
+ * or ends in an unfinished or foreign line (@err says which).
+ * @out: written on success; close with agent_audit_close().
+ * Returns 0, FIRMANTE_E_CONFIG, FIRMANTE_E_IO, FIRMANTE_E_NOMEM.
+ */
+int agent_audit_open(const char *path, struct agent_audit **out, char *err, size_t err_size);
+
+/* agent_audit_close - close the log; NULL is a no-op. */
+void agent_audit_close(struct agent_audit *a);
+
+/* agent_audit_path - the log's path ("" for NULL). */
+const char *agent_audit_path(const struct agent_audit *a);
+
+/*
+ * agent_audit_append - write one record (JSON object on one line, members
+ * seq, time, event, caller, ..., decision, result, prev = SHA-256 of the
+ * previous line or 64 zeros) with one write(2) and fsync(2), then update
+ * <log>.head. Serialised between threads. NULL @a is a no-op (returns 0).
+ * Returns 0, FIRMANTE_E_IO (the caller must then withhold the signature),
+ * FIRMANTE_E_NOMEM.
+ */
+int agent_audit_append(struct agent_audit *a, const struct agent_audit_record *r);
+
+/* agent_audit_default_path - $XDG_STATE_HOME/firmante/audit.log, else
+ * $HOME/.local/state/firmante/audit.log. Returns 0 or FIRMANTE_E_CONFIG. */
+int agent_audit_default_path(char *buf, size_t size);
+
+/*
+ * agent_audit_count_signed_today - records of @path with policy @policy,
+ * result "signed" and a time in the current UTC day. A missing file
+ * counts 0. Returns 0 (*@out written) or FIRMANTE_E_IO.
+ */
+int agent_audit_count_signed_today(const char *path, const char *policy, unsigned long *out);
+
+/* ------------------------------------------------------------------ */
+/* caller policies (policy.c) */
+
+#define AGENT_MAX_POLICIES 32
+#define AGENT_MAX_POLICY_KEYS 16
+#define AGENT_MAX_DAILY_CAP 100000
+#define AGENT_PIN_MAX 64
+
+struct agent_policy {
+	char name[64];
+	uid_t uid;
+	bool uid_set;
+	char exe[AGENT_PATH_MAX];
+	bool unattended;
+	unsigned long daily_cap;
+	char keys[AGENT_MAX_POLICY_KEYS][21]; /* noCertificado */
+	size_t n_keys;
+	char pin_file[AGENT_PATH_MAX];
+	char pin_credential[256];
+	/* runtime, guarded by the set's lock */
+	unsigned long signed_today;
+	char day[16];
+};
+
+struct agent_policy_set;
+
+/*
+ * agent_policy_load - read the policy file @path (INI: [caller NAME]
+ * sections with uid, exe, mode, daily-cap, key, pin-file, pin-credential).
+ * The file must belong to root or to us and not be group/other writable.
+ * An empty or NULL @path gives an empty set (everything interactive).
+ * @audit_path: the audit log, from which daily counts are taken.
+ * Returns 0, FIRMANTE_E_CONFIG ("FILE:LINE: message" in @err), FIRMANTE_E_NOMEM.
+ */
+int agent_policy_load(const char *path, const char *audit_path, struct agent_policy_set **out,
+		      char *err, size_t err_size);
+
+/* agent_policy_free - NULL is a no-op. */
+void agent_policy_free(struct agent_policy_set *set);
+
+size_t agent_policy_count(const struct agent_policy_set *set);
+const struct agent_policy *agent_policy_get(const struct agent_policy_set *set, size_t i);
+
+/* agent_policy_match - the section for @caller's uid and executable, or
+ * NULL. Browser callers (origin set) never match. */
+const struct agent_policy *agent_policy_match(const struct agent_policy_set *set,
+					      const struct agent_caller *caller);
+
+/* agent_policy_allows_key - @no_certificado is among the policy's keys. */
+bool agent_policy_allows_key(const struct agent_policy *p, const char *no_certificado);
+
+/*
+ * agent_policy_reserve - count one signature against the daily cap.
+ * Returns 0, or FIRMANTE_E_POLICY_LIMIT (cap reached; @detail says so).
+ */
+int agent_policy_reserve(struct agent_policy_set *set, const struct agent_policy *p,
+			 char *detail, size_t detail_size);
+
+/* agent_policy_release - undo one agent_policy_reserve() (nothing signed). */
+void agent_policy_release(struct agent_policy_set *set, const struct agent_policy *p);
+
+/*
+ * agent_policy_read_pin - the PIN of an unattended caller, from its
+ * pin-file or from $CREDENTIALS_DIRECTORY/<pin-credential>. The file must
+ * be a regular file (no symbolic link) of root or of us, mode 0600 or 0400,
+ * holding one PIN (a final newline is dropped). Internal copies are wiped.
+ * Returns 0, FIRMANTE_E_CONFIG (@detail names the rule broken), FIRMANTE_E_IO.
+ */
+int agent_policy_read_pin(const struct agent_policy *p, char *pin, size_t pin_size,
+			  char *detail, size_t detail_size);
+
+/* ------------------------------------------------------------------ */
+/* paired browser origins (pairing.c) */
+
+#define AGENT_MAX_PAIRINGS 64
+#define AGENT_ORIGIN_MAX 200
+
+struct agent_pairings;
+
+/* agent_origin_valid - "http(s)://host[:port]", lower-case host, no path. */
+bool agent_origin_valid(const char *origin);
+
+/*
+ * agent_pairings_open - load the paired origins from @path (missing: none).
+ * The file must be ours, mode 0600. Returns 0, FIRMANTE_E_CONFIG, FIRMANTE_E_NOMEM.
+ */
+int agent_pairings_open(const char *path, struct agent_pairings **out, char *err, size_t err_size);
+void agent_pairings_free(struct agent_pairings *ps);
+bool agent_pairings_has(struct agent_pairings *ps, const char *origin);
+/* agent_pairings_check - @token (64 hex) is the one issued to @origin
+ * (constant-time comparison of SHA-256 values). */
+bool agent_pairings_check(struct agent_pairings *ps, const char *origin, const char *token);
+/*
+ * agent_pairings_add - pair @origin (replacing an earlier token) and save.
+ * @token: receives the new token (64 hex + NUL); only its hash is kept.
+ * Returns 0, FIRMANTE_E_BAD_REQUEST (origin malformed), FIRMANTE_E_INVALID
+ * (AGENT_MAX_PAIRINGS reached), FIRMANTE_E_IO, FIRMANTE_E_INTERNAL.
+ */
+int agent_pairings_add(struct agent_pairings *ps, const char *origin, char token[65]);
+/* agent_pairings_revoke - forget @origin. Returns 0, FIRMANTE_E_NOT_FOUND, FIRMANTE_E_IO. */
+int agent_pairings_revoke(struct agent_pairings *ps, const char *origin);
+/* agent_pairings_json - [{"origin", "paired"}], new reference. */
+struct json_t;
+struct json_t *agent_pairings_json(struct agent_pairings *ps);
+
 /* The running agent, shared by every connection thread. */
 struct agent {
 	const struct agent_config *cfg;
 	fp11_ctx *p11;
 	time_t started;
+	struct agent_audit *audit;
+	struct agent_policy_set *policies;
+	struct agent_pairings *pairings;
 };
+
+/* ------------------------------------------------------------------ */
+/* the signing path (sign.c) */
+
+/* One signature: what is shown, what is signed, what comes out. */
+struct agent_sign_job {
+	const struct agent_caller *caller;
+	const struct agent_approval *approval; /* identity and title shown */
+	const char *cadena;                    /* the cadena original (UTF-8) */
+	size_t cadena_len;
+	const char *cadena_sha256;             /* its SHA-256, lower-case hex */
+	uint8_t sig[1024];                     /* out */
+	size_t sig_len;                        /* out */
+	char detail[1024];                     /* out, on failure */
+};
+
+/*
+ * agent_sign_one - the signing path for one cadena: decide (unattended
+ * policy; else the holder through pinentry CONFIRM), PIN (policy PIN file,
+ * pinentry GETPIN or the PIN pad), C_Sign on the token, verify the
+ * signature against the certificate, append the audit record. Nothing
+ * reaches the token before the decision. A signature whose audit record
+ * could not be written is withheld.
+ * Returns 0 (job->sig, job->sig_len set), or the error with job->detail:
+ * FIRMANTE_E_USER_DENIED, FIRMANTE_E_POLICY_LIMIT, FIRMANTE_E_FORBIDDEN
+ * (key not allowed to the policy), FIRMANTE_E_PIN_*, FIRMANTE_E_TOKEN*,
+ * FIRMANTE_E_PINENTRY, FIRMANTE_E_CONFIG, FIRMANTE_E_IO, ...
+ */
+int agent_sign_one(struct agent *a, struct agent_sign_job *job);
+
+/*
+ * agent_pair_origin - ask the holder (pinentry, one dialog at a time) to
+ * pair the web page @caller->origin, showing the origin and the 6-digit
+ * @code the page displays; on "yes" store a new token for the origin and
+ * write it to @token (64 hex + NUL). Audited either way. A second pairing
+ * request while a dialog is open is refused at once (no queue of dialogs
+ * a page could pile up).
+ * Returns 0, FIRMANTE_E_USER_DENIED, FIRMANTE_E_PINENTRY, FIRMANTE_E_FORBIDDEN
+ * (a dialog is already open), or an error of agent_pairings_add().
+ */
+int agent_pair_origin(struct agent *a, const struct agent_caller *caller, const char *code,
+		      char token[65], char *detail, size_t detail_size);
+
+/*
+ * agent_http_start_browser - serve the protocol for browser pages on
+ * 127.0.0.1:cfg->browser_port (loopback only) with the Host, Origin,
+ * pairing-token and custom-header checks of docs/security.md.
+ * Returns 0, FIRMANTE_E_CONFIG (port taken; @err says so), FIRMANTE_E_IO,
+ * FIRMANTE_E_INTERNAL.
+ */
+struct MHD_Daemon;
+int agent_http_start_browser(struct agent *agent, struct MHD_Daemon **out, char *err,
+			     size_t err_size);
 
 struct MHD_Daemon;
 

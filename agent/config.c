@@ -221,6 +221,27 @@ static int apply_key(struct agent_config *cfg, const char *section, const char *
 		agent_workers_set_timeout(n);
 		return 0;
 	}
+	if (!strcmp(name, "audit-log") || !strcmp(name, "policy") ||
+	    !strcmp(name, "paired-origins")) {
+		char *dst = !strcmp(name, "audit-log") ? cfg->audit_log :
+			    !strcmp(name, "policy") ? cfg->policy_file : cfg->pairings_file;
+
+		if (value[0] != '/' || strlen(value) >= AGENT_PATH_MAX) {
+			snprintf(msg, msg_size, "%s: must be an absolute path", name);
+			return FIRMANTE_E_CONFIG;
+		}
+		snprintf(dst, AGENT_PATH_MAX, "%s", value);
+		return 0;
+	}
+	if (!strcmp(name, "browser-port")) {
+		if (parse_long(value, 0, 65535, &n)) {
+			snprintf(msg, msg_size, "browser-port: expected a TCP port from 1 to 65535, "
+				 "or 0 for no browser listener");
+			return FIRMANTE_E_CONFIG;
+		}
+		cfg->browser_port = (unsigned)n;
+		return 0;
+	}
 	snprintf(msg, msg_size, "unknown key \"%s\"", name);
 	return FIRMANTE_E_CONFIG;
 }
@@ -282,6 +303,16 @@ int agent_config_defaults(struct agent_config *cfg, char *err, size_t err_size)
 	if (n < 0 || (size_t)n >= sizeof(cfg->socket_path)) {
 		snprintf(err, err_size, "the default socket path under XDG_RUNTIME_DIR is too long");
 		return FIRMANTE_E_CONFIG;
+	}
+	/* Audit log and paired origins under $XDG_STATE_HOME (or ~/.local/state);
+	 * without either, audit-log must be configured. */
+	if (agent_audit_default_path(cfg->audit_log, sizeof(cfg->audit_log)) == 0) {
+		size_t len = strlen(cfg->audit_log) - strlen("audit.log");
+
+		n = snprintf(cfg->pairings_file, sizeof(cfg->pairings_file), "%.*spaired-origins",
+			     (int)len, cfg->audit_log);
+		if (n < 0 || (size_t)n >= sizeof(cfg->pairings_file))
+			cfg->pairings_file[0] = '\0';
 	}
 	rc = set_pinentry(cfg, "pinentry", msg, sizeof(msg));
 	if (rc)

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <time.h>
@@ -20,6 +22,7 @@
 #include <openssl/x509.h>
 
 #include "agent.h"
+#include "workers.h"
 #include "firmante/build-config.h"
 #include "firmante/protocol.h"
 #include "firmante/satcert.h"
@@ -31,11 +34,20 @@
 #define DETAIL_MAX 1024
 #define CONNECTION_TIMEOUT_S 60u
 
-enum endpoint { EP_NONE, EP_STATUS, EP_TOKENS, EP_KEYS, EP_SIGN };
+enum endpoint { EP_NONE, EP_STATUS, EP_TOKENS, EP_KEYS, EP_SIGN, EP_PAIR, EP_PAIRINGS,
+		EP_REVOKE };
+
+/* Which listener a request came in on (the daemon's closure). */
+struct listener {
+	struct agent *agent;
+	bool browser;
+};
 
 /* One HTTP request (MHD's per-request context). */
 struct request {
 	struct agent *agent;
+	bool browser;    /* came in on the loopback TCP listener */
+	char cors[AGENT_ORIGIN_MAX + 1]; /* Access-Control-Allow-Origin of the reply */
 	enum endpoint ep;
 	struct agent_caller caller;
 	bool caller_known;
@@ -56,9 +68,6 @@ struct request {
  * 413 (libmicrohttpd cannot answer in the middle of a body); past this
  * many discarded bytes the connection is closed instead. */
 #define DISCARD_MAX (4u * FIRMANTE_MAX_BODY)
-
-/* One approval dialog at a time: the holder sees one request at a time. */
-static pthread_mutex_t approval_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* ------------------------------------------------------------------ */
 /* replies */
@@ -107,6 +116,11 @@ static enum MHD_Result send_json(struct MHD_Connection *c, struct request *rq, u
 	text = NULL;
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, media);
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	if (rq->cors[0]) {
+		/* Only ever the one paired origin; never "*". */
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN, rq->cors);
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Origin");
+	}
 	if (allow)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
 	ret = MHD_queue_response(c, status, resp);
@@ -128,6 +142,19 @@ static enum MHD_Result send_ok(struct MHD_Connection *c, struct request *rq, jso
 	return send_json(c, rq, MHD_HTTP_OK, FIRMANTE_MEDIA_JSON, obj, "ok", NULL);
 }
 
+/* The one method each endpoint takes. */
+static const char *method_of(enum endpoint ep)
+{
+	switch (ep) {
+	case EP_SIGN:
+	case EP_PAIR:
+	case EP_REVOKE:
+		return "POST";
+	default:
+		return "GET";
+	}
+}
+
 static enum MHD_Result send_problem(struct MHD_Connection *c, struct request *rq, int err,
 				    const char *detail)
 {
@@ -141,7 +168,7 @@ static enum MHD_Result send_problem(struct MHD_Connection *c, struct request *rq
 			firmante_err_title(err), "status", status, "detail",
 			detail && detail[0] ? detail : firmante_err_title(err), "code", code);
 	return send_json(c, rq, (unsigned)status, FIRMANTE_MEDIA_PROBLEM, obj, code,
-			 err == FIRMANTE_E_METHOD ? (rq->ep == EP_SIGN ? "POST" : "GET") : NULL);
+			 err == FIRMANTE_E_METHOD ? method_of(rq->ep) : NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -378,55 +405,6 @@ static enum MHD_Result ep_keys(struct MHD_Connection *c, struct request *rq)
 /* ------------------------------------------------------------------ */
 /* POST /v1/sign */
 
-struct pin_ctx {
-	agent_pinentry *pe;
-	const char *folio;
-	char detail[256];
-};
-
-static int pin_cb(void *data, const struct fp11_token_info *tok, bool context_specific,
-		  char *pin, size_t pin_size)
-{
-	struct pin_ctx *pc = data;
-
-	return agent_pinentry_getpin(pc->pe, tok, context_specific, pc->folio, pin, pin_size,
-				     pc->detail, sizeof(pc->detail));
-}
-
-/* RSASSA-PKCS1-v1_5 SHA-256 check of @sig over @data with the certificate's key. */
-static int verify_sello(const uint8_t *der, size_t der_len, const char *data, size_t len,
-			const uint8_t *sig, size_t sig_len)
-{
-	const unsigned char *p = der;
-	X509 *x = NULL;
-	EVP_MD_CTX *md = NULL;
-	EVP_PKEY *pk;
-	int rc = FIRMANTE_E_TOKEN;
-
-	x = d2i_X509(NULL, &p, (long)der_len);
-	if (!x) {
-		rc = FIRMANTE_E_CERT_INVALID;
-		goto out;
-	}
-	pk = X509_get0_pubkey(x);
-	if (!pk || EVP_PKEY_get_base_id(pk) != EVP_PKEY_RSA)
-		goto out;
-	md = EVP_MD_CTX_new();
-	if (!md) {
-		rc = FIRMANTE_E_NOMEM;
-		goto out;
-	}
-	if (EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, pk) != 1)
-		goto out;
-	if (EVP_DigestVerify(md, sig, sig_len, (const unsigned char *)data, len) != 1)
-		goto out;
-	rc = 0;
-out:
-	EVP_MD_CTX_free(md);
-	X509_free(x);
-	return rc;
-}
-
 static bool valid_request_id(const char *s, size_t len)
 {
 	if (len > FIRMANTE_MAX_REQUEST_ID)
@@ -449,18 +427,14 @@ static enum MHD_Result ep_sign(struct MHD_Connection *c, struct request *rq)
 	struct fp11_identity *id = NULL;
 	struct titulo_error terr;
 	struct agent_approval ap;
-	struct pin_ctx pc;
+	struct agent_sign_job *job = NULL;
 	json_error_t jerr;
 	json_t *req = NULL, *v, *reply = NULL;
 	titulo *t = NULL;
-	agent_pinentry *pe = NULL;
-	bool locked = false;
 	char detail[DETAIL_MAX], graduate[400], sha[65];
 	const char *format, *document, *key, *curp;
 	char *cadena = NULL, *sello = NULL, *cert_b64 = NULL;
 	size_t cadena_len = 0, doc_len, n, idx = 0;
-	uint8_t sig[1024];
-	size_t sig_len = sizeof(sig);
 	int rc = 0;
 
 	detail[0] = '\0';
@@ -603,52 +577,23 @@ static enum MHD_Result ep_sign(struct MHD_Connection *c, struct request *rq)
 	ap.nombre_institucion = titulo_attr(t, "Institucion", "nombreInstitucion");
 	ap.cargo = titulo_firmante_attr(t, idx, "cargo");
 
-	pthread_mutex_lock(&approval_lock);
-	locked = true;
-	rc = agent_pinentry_open(a->cfg, &pe, detail, sizeof(detail));
-	if (rc) {
-		pe = NULL;
+	/* Decision, PIN, C_Sign, verification and audit record (agent/sign.c). */
+	job = calloc(1, sizeof(*job));
+	if (!job) {
+		rc = FIRMANTE_E_NOMEM;
 		goto out;
 	}
-	rc = agent_pinentry_confirm(pe, &ap, detail, sizeof(detail));
-	if (rc)
-		goto out;
-
-	memset(&pc, 0, sizeof(pc));
-	pc.pe = pe;
-	pc.folio = ap.folio_control ? ap.folio_control : "";
-	rc = fp11_sign(a->p11, id, pin_cb, &pc, id->token.user_pin_final_try,
-		       (const uint8_t *)cadena, cadena_len, sig, &sig_len);
+	job->caller = &rq->caller;
+	job->approval = &ap;
+	job->cadena = cadena;
+	job->cadena_len = cadena_len;
+	job->cadena_sha256 = sha;
+	rc = agent_sign_one(a, job);
 	if (rc) {
-		if (pc.detail[0])
-			snprintf(detail, sizeof(detail), "%s", pc.detail);
-		else if (rc == FIRMANTE_E_PIN_INCORRECT)
-			snprintf(detail, sizeof(detail),
-				 "token \"%s\" refused the PIN; nothing was signed and the agent does not retry",
-				 id->token.label);
-		else if (rc == FIRMANTE_E_PIN_FINAL_TRY)
-			snprintf(detail, sizeof(detail),
-				 "token \"%s\" allows one more PIN try only; ask again to confirm it explicitly",
-				 id->token.label);
-		else if (rc == FIRMANTE_E_PIN_LOCKED)
-			snprintf(detail, sizeof(detail), "the PIN of token \"%s\" is locked", id->token.label);
+		snprintf(detail, sizeof(detail), "%s", job->detail);
 		goto out;
 	}
-	agent_pinentry_close(pe);
-	pe = NULL;
-	pthread_mutex_unlock(&approval_lock);
-	locked = false;
-
-	/* A wrong signature never leaves the agent. */
-	rc = verify_sello(id->cert_der, id->cert_len, cadena, cadena_len, sig, sig_len);
-	if (rc) {
-		snprintf(detail, sizeof(detail),
-			 "the token's signature does not verify against certificate %s; not returned",
-			 id->cert.no_certificado);
-		rc = FIRMANTE_E_TOKEN;
-		goto out;
-	}
-	rc = fm_base64_encode(sig, sig_len, &sello);
+	rc = fm_base64_encode(job->sig, job->sig_len, &sello);
 	if (rc) {
 		sello = NULL;
 		goto out;
@@ -665,11 +610,10 @@ static enum MHD_Result ep_sign(struct MHD_Connection *c, struct request *rq)
 	if (!reply)
 		rc = FIRMANTE_E_NOMEM;
 out:
-	if (pe)
-		agent_pinentry_close(pe);
-	if (locked)
-		pthread_mutex_unlock(&approval_lock);
-	fm_wipe(sig, sizeof(sig));
+	if (job) {
+		fm_wipe(job, sizeof(*job));
+		free(job);
+	}
 	free(sello);
 	free(cert_b64);
 	free(cadena);
@@ -681,6 +625,104 @@ out:
 		json_decref(reply);
 		return send_problem(c, rq, rc, detail);
 	}
+	return send_ok(c, rq, reply);
+}
+
+/* ------------------------------------------------------------------ */
+/* pairing: POST /v1/pair (browser), GET /v1/pairings, POST /v1/pairings/revoke */
+
+static json_t *load_object(struct request *rq, char *detail, size_t size)
+{
+	json_error_t jerr;
+	json_t *o = json_loadb(rq->body ? rq->body : "", rq->len, JSON_REJECT_DUPLICATES, &jerr);
+
+	if (!o) {
+		snprintf(detail, size, "invalid JSON at line %d, column %d: %s", jerr.line,
+			 jerr.column, jerr.text);
+		return NULL;
+	}
+	if (!json_is_object(o)) {
+		snprintf(detail, size, "the body must be a JSON object");
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+static enum MHD_Result ep_pair(struct MHD_Connection *c, struct request *rq)
+{
+	char detail[DETAIL_MAX], token[65];
+	const char *code;
+	json_t *req, *reply;
+	int rc;
+
+	req = load_object(rq, detail, sizeof(detail));
+	if (!req)
+		return send_problem(c, rq, FIRMANTE_E_BAD_REQUEST, detail);
+	code = json_string_value(json_object_get(req, "code"));
+	if (!code || strlen(code) != 6 || strspn(code, "0123456789") != 6) {
+		json_decref(req);
+		return send_problem(c, rq, FIRMANTE_E_BAD_REQUEST,
+				    "\"code\" must be the 6 digits the page shows to the holder");
+	}
+	rc = agent_pair_origin(rq->agent, &rq->caller, code, token, detail, sizeof(detail));
+	json_decref(req);
+	if (rc)
+		return send_problem(c, rq, rc, detail);
+	/* Paired now: this reply, and later ones, may be read by the page. */
+	snprintf(rq->cors, sizeof(rq->cors), "%.200s", rq->caller.origin);
+	reply = json_pack("{s:s, s:s}", "origin", rq->caller.origin, "token", token);
+	fm_wipe(token, sizeof(token));
+	return send_ok(c, rq, reply);
+}
+
+static enum MHD_Result ep_pairings(struct MHD_Connection *c, struct request *rq)
+{
+	json_t *arr = agent_pairings_json(rq->agent->pairings);
+
+	if (!arr)
+		return send_problem(c, rq, FIRMANTE_E_NOMEM, NULL);
+	return send_ok(c, rq, json_pack("{s:o, s:I}", "pairings", arr, "browser_port",
+					(json_int_t)rq->agent->cfg->browser_port));
+}
+
+static enum MHD_Result ep_revoke(struct MHD_Connection *c, struct request *rq)
+{
+	struct agent_audit_record rec;
+	char detail[DETAIL_MAX];
+	const char *origin;
+	json_t *req, *reply;
+	int rc;
+
+	req = load_object(rq, detail, sizeof(detail));
+	if (!req)
+		return send_problem(c, rq, FIRMANTE_E_BAD_REQUEST, detail);
+	origin = json_string_value(json_object_get(req, "origin"));
+	if (!origin) {
+		json_decref(req);
+		return send_problem(c, rq, FIRMANTE_E_BAD_REQUEST, "\"origin\" is required");
+	}
+	rc = rq->agent->pairings ? agent_pairings_revoke(rq->agent->pairings, origin)
+				 : FIRMANTE_E_NOT_FOUND;
+	if (rc == FIRMANTE_E_NOT_FOUND)
+		snprintf(detail, sizeof(detail), "%.200s is not paired", origin);
+	else
+		detail[0] = '\0';
+	if (rc != FIRMANTE_E_NOT_FOUND) {
+		memset(&rec, 0, sizeof(rec));
+		rec.event = "revoke";
+		rec.caller = &rq->caller;
+		rec.origin = origin;
+		rec.decision = "holder";
+		rec.result = rc ? firmante_err_code(rc) : "revoked";
+		agent_audit_append(rq->agent->audit, &rec);
+	}
+	if (rc) {
+		json_decref(req);
+		return send_problem(c, rq, rc, detail);
+	}
+	reply = json_pack("{s:s, s:b}", "origin", origin, "revoked", 1);
+	json_decref(req);
 	return send_ok(c, rq, reply);
 }
 
@@ -697,19 +739,132 @@ static enum endpoint route(const char *url)
 		return EP_KEYS;
 	if (!strcmp(url, "/v1/sign"))
 		return EP_SIGN;
+	if (!strcmp(url, "/v1/pair"))
+		return EP_PAIR;
+	if (!strcmp(url, "/v1/pairings"))
+		return EP_PAIRINGS;
+	if (!strcmp(url, "/v1/pairings/revoke"))
+		return EP_REVOKE;
 	return EP_NONE;
 }
 
 /* First call of a request: who, where, how big. Returns MHD_YES to go on. */
+static enum MHD_Result common_checks(struct MHD_Connection *c, struct request *rq,
+				     const char *method);
+
+/* A bodiless answer to a CORS preflight from a paired origin. */
+static enum MHD_Result send_preflight(struct MHD_Connection *c, struct request *rq)
+{
+	struct MHD_Response *resp;
+	const char *pna;
+	enum MHD_Result ret;
+
+	resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+	if (!resp)
+		return MHD_NO;
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN, rq->cors);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Origin");
+	MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST");
+	MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+				"Content-Type, Authorization, X-Firmante, X-Request-Id");
+	MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
+	/* Chrome's Private Network / Local Network Access preflight. */
+	pna = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+					  "Access-Control-Request-Private-Network");
+	if (pna && !strcmp(pna, "true"))
+		MHD_add_response_header(resp, "Access-Control-Allow-Private-Network", "true");
+	ret = MHD_queue_response(c, MHD_HTTP_NO_CONTENT, resp);
+	MHD_destroy_response(resp);
+	rq->responded = true;
+	log_request(rq, ret == MHD_YES ? MHD_HTTP_NO_CONTENT : 0, "preflight");
+	return ret;
+}
+
+/*
+ * The browser listener's gate, before anything else happens: the Host must
+ * be the agent's own loopback name and port (DNS rebinding), the Origin
+ * must be paired (except for a pairing request), the custom header and the
+ * origin's token must be present. Nothing here touches a token.
+ */
+static enum MHD_Result browser_first_call(struct MHD_Connection *c, struct request *rq,
+					  const char *url, const char *method)
+{
+	struct agent *a = rq->agent;
+	const char *host, *origin, *xf, *auth, *ctype;
+	char want1[64], want2[64], detail[512];
+
+	snprintf(rq->caller.exe, sizeof(rq->caller.exe), "browser");
+	rq->caller.uid = (uid_t)-1;
+	rq->caller.pid = 0;
+	host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+	snprintf(want1, sizeof(want1), "127.0.0.1:%u", a->cfg->browser_port);
+	snprintf(want2, sizeof(want2), "localhost:%u", a->cfg->browser_port);
+	if (!host || (strcmp(host, want1) != 0 && strcmp(host, want2) != 0)) {
+		snprintf(detail, sizeof(detail),
+			 "Host \"%.80s\" is not this agent (%s); refused", host ? host : "", want1);
+		agent_sanitize(detail);
+		return send_problem(c, rq, FIRMANTE_E_FORBIDDEN, detail);
+	}
+	origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+	if (!origin || !agent_origin_valid(origin)) {
+		snprintf(detail, sizeof(detail),
+			 "requests on the browser port need the Origin of a web page (got \"%.80s\")",
+			 origin ? origin : "");
+		agent_sanitize(detail);
+		return send_problem(c, rq, FIRMANTE_E_FORBIDDEN, detail);
+	}
+	snprintf(rq->caller.origin, sizeof(rq->caller.origin), "%s", origin);
+	rq->ep = route(url);
+	if (rq->ep == EP_PAIR && !strcmp(method, MHD_HTTP_METHOD_POST)) {
+		/* A simple (non-preflighted) request: Content-Type text/plain or
+		 * application/json; the reply carries CORS only once paired. */
+		return MHD_YES;
+	}
+	if (!agent_pairings_has(a->pairings, origin)) {
+		snprintf(detail, sizeof(detail),
+			 "the web page %s is not paired with this agent; pair it first (POST /v1/pair)",
+			 origin);
+		return send_problem(c, rq, FIRMANTE_E_FORBIDDEN, detail);
+	}
+	if (!strcmp(method, MHD_HTTP_METHOD_OPTIONS)) {
+		snprintf(rq->cors, sizeof(rq->cors), "%s", origin);
+		return send_preflight(c, rq);
+	}
+	xf = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Firmante");
+	if (!xf || strcmp(xf, "1") != 0)
+		return send_problem(c, rq, FIRMANTE_E_FORBIDDEN,
+				    "the header X-Firmante: 1 is required on the browser port");
+	auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	if (!auth || strncmp(auth, "Bearer ", 7) != 0 ||
+	    !agent_pairings_check(a->pairings, origin, auth + 7))
+		return send_problem(c, rq, FIRMANTE_E_FORBIDDEN,
+				    "the pairing token of this web page is missing or not valid "
+				    "(it may have been revoked); pair the page again");
+	snprintf(rq->cors, sizeof(rq->cors), "%s", origin);
+	if (rq->ep == EP_NONE || rq->ep == EP_PAIRINGS || rq->ep == EP_REVOKE) {
+		snprintf(detail, sizeof(detail), "no endpoint %.100s on the browser port", rq->path);
+		return send_problem(c, rq, FIRMANTE_E_NOT_FOUND, detail);
+	}
+	if (!strcmp(method, MHD_HTTP_METHOD_POST)) {
+		ctype = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+						    MHD_HTTP_HEADER_CONTENT_TYPE);
+		if (!ctype || strncmp(ctype, FIRMANTE_MEDIA_JSON, strlen(FIRMANTE_MEDIA_JSON)) != 0)
+			return send_problem(c, rq, FIRMANTE_E_BAD_REQUEST,
+					    "the body must be JSON (Content-Type: application/json)");
+	}
+	return common_checks(c, rq, method);
+}
+
 static enum MHD_Result first_call(struct MHD_Connection *c, struct request *rq, const char *url,
 				  const char *method)
 {
-	const char *cl, *rid;
 	char detail[256];
 	int rc;
 
 	copy_field(rq->method, sizeof(rq->method), method);
 	copy_field(rq->path, sizeof(rq->path), url);
+	if (rq->browser)
+		return browser_first_call(c, rq, url, method);
 	rc = identify_caller(c, &rq->caller);
 	if (rc) {
 		snprintf(rq->caller.exe, sizeof(rq->caller.exe), "?");
@@ -725,17 +880,27 @@ static enum MHD_Result first_call(struct MHD_Connection *c, struct request *rq, 
 		return send_problem(c, rq, FIRMANTE_E_FORBIDDEN, detail);
 	}
 	rq->ep = route(url);
-	if (rq->ep == EP_NONE) {
+	if (rq->ep == EP_NONE || rq->ep == EP_PAIR) {
+		/* Pairing is for browser pages, on the loopback listener. */
 		snprintf(detail, sizeof(detail), "no endpoint %.100s; see docs/protocol.md", rq->path);
 		return send_problem(c, rq, FIRMANTE_E_NOT_FOUND, detail);
 	}
-	if ((rq->ep == EP_SIGN && strcmp(method, MHD_HTTP_METHOD_POST) != 0) ||
-	    (rq->ep != EP_SIGN && strcmp(method, MHD_HTTP_METHOD_GET) != 0)) {
+	return common_checks(c, rq, method);
+}
+
+/* Checks shared by both listeners once the endpoint is known. */
+static enum MHD_Result common_checks(struct MHD_Connection *c, struct request *rq,
+				     const char *method)
+{
+	const char *cl, *rid;
+	char detail[256];
+
+	if (strcmp(method, method_of(rq->ep)) != 0) {
 		snprintf(detail, sizeof(detail), "%s %s is not allowed; use %s", rq->method, rq->path,
-			 rq->ep == EP_SIGN ? "POST" : "GET");
+			 method_of(rq->ep));
 		return send_problem(c, rq, FIRMANTE_E_METHOD, detail);
 	}
-	if (rq->ep != EP_SIGN) {
+	if (strcmp(method_of(rq->ep), "GET") == 0) {
 		rid = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id");
 		if (rid) {
 			if (!valid_request_id(rid, strlen(rid)))
@@ -768,7 +933,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 				  const char *method, const char *version, const char *upload_data,
 				  size_t *upload_data_size, void **con_cls)
 {
-	struct agent *agent = cls;
+	struct listener *l = cls;
 	struct request *rq = *con_cls;
 	char detail[128];
 
@@ -776,7 +941,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		rq = calloc(1, sizeof(*rq));
 		if (!rq)
 			return MHD_NO;
-		rq->agent = agent;
+		rq->agent = l->agent;
+		rq->browser = l->browser;
 		*con_cls = rq;
 		return first_call(c, rq, url, method);
 	}
@@ -840,6 +1006,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		return ep_keys(c, rq);
 	case EP_SIGN:
 		return ep_sign(c, rq);
+	case EP_PAIR:
+		return ep_pair(c, rq);
+	case EP_PAIRINGS:
+		return ep_pairings(c, rq);
+	case EP_REVOKE:
+		return ep_revoke(c, rq);
 	default:
 		return send_problem(c, rq, FIRMANTE_E_NOT_FOUND, NULL);
 	}
@@ -873,13 +1045,17 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	agent_log("http: %s", msg);
 }
 
+static struct listener unix_listener, browser_listener;
+
 int agent_http_start(struct agent *agent, int listen_fd, struct MHD_Daemon **out)
 {
 	struct MHD_Daemon *d;
 
+	unix_listener.agent = agent;
+	unix_listener.browser = false;
 	d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
 				     MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG,
-			     0, NULL, NULL, on_request, agent,
+			     0, NULL, NULL, on_request, &unix_listener,
 			     MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 			     MHD_OPTION_LISTEN_SOCKET, listen_fd,
 			     MHD_OPTION_CONNECTION_LIMIT, (unsigned int)agent->cfg->max_clients,
@@ -897,4 +1073,58 @@ void agent_http_stop(struct MHD_Daemon *d)
 {
 	if (d)
 		MHD_stop_daemon(d);
+}
+
+int agent_http_start_browser(struct agent *agent, struct MHD_Daemon **out, char *err,
+			     size_t err_size)
+{
+	struct sockaddr_in sa;
+	struct MHD_Daemon *d = NULL;
+	int fd = -1, one = 1, rc = 0;
+
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, err_size, "socket: %s", strerror(errno));
+		rc = FIRMANTE_E_IO;
+		goto out;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)agent->cfg->browser_port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK); /* loopback only, never 0.0.0.0 */
+	if (bind(fd, (const struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		snprintf(err, err_size, "browser listener: cannot bind 127.0.0.1:%u: %s",
+			 agent->cfg->browser_port, strerror(errno));
+		rc = FIRMANTE_E_CONFIG;
+		goto out;
+	}
+	if (listen(fd, (int)agent->cfg->max_clients) != 0) {
+		snprintf(err, err_size, "browser listener: listen: %s", strerror(errno));
+		rc = FIRMANTE_E_IO;
+		goto out;
+	}
+	browser_listener.agent = agent;
+	browser_listener.browser = true;
+	d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+				     MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG,
+			     0, NULL, NULL, on_request, &browser_listener,
+			     MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+			     MHD_OPTION_LISTEN_SOCKET, fd,
+			     MHD_OPTION_CONNECTION_LIMIT, (unsigned int)agent->cfg->max_clients,
+			     MHD_OPTION_CONNECTION_TIMEOUT, CONNECTION_TIMEOUT_S,
+			     MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+			     MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+			     MHD_OPTION_END);
+	if (!d) {
+		snprintf(err, err_size, "browser listener: the HTTP server did not start");
+		rc = FIRMANTE_E_INTERNAL;
+		goto out;
+	}
+	fd = -1; /* the daemon owns it */
+	*out = d;
+out:
+	if (fd >= 0)
+		close(fd);
+	return rc;
 }

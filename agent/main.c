@@ -91,6 +91,10 @@ static void print_config(const struct agent_config *cfg)
 	printf("approval-timeout = %ld\n", cfg->approval_timeout);
 	printf("allow-extractable-keys = %s\n", cfg->allow_extractable_keys ? "true" : "false");
 	printf("max-clients = %u\n", cfg->max_clients);
+	printf("audit-log = %s\n", cfg->audit_log[0] ? cfg->audit_log : "(none: set audit-log)");
+	printf("policy = %s\n", cfg->policy_file[0] ? cfg->policy_file : "(none: every caller interactive)");
+	printf("browser-port = %u%s\n", cfg->browser_port, cfg->browser_port ? "" : " (off)");
+	printf("paired-origins = %s\n", cfg->pairings_file);
 }
 
 /* --check-config: one unsafe-permission finding per line on stderr. */
@@ -126,7 +130,7 @@ int main(int argc, char **argv)
 	struct agent_config cfg;
 	struct agent agent;
 	struct fp11_config p11cfg;
-	struct MHD_Daemon *httpd = NULL;
+	struct MHD_Daemon *httpd = NULL, *browserd = NULL;
 	const char *config_path = NULL;
 	char default_path[AGENT_PATH_MAX], err[1024];
 	bool check_only = false, cfg_ready = false, listening = false;
@@ -211,6 +215,21 @@ int main(int argc, char **argv)
 	}
 	agent.cfg = &cfg;
 	agent.started = time(NULL);
+	/* The guard: audit log, caller policies, paired browser origins. */
+	if (!cfg.audit_log[0]) {
+		fprintf(stderr, "firmanted: no audit log path ($HOME unset); set audit-log\n");
+		goto out;
+	}
+	rc = agent_audit_open(cfg.audit_log, &agent.audit, err, sizeof(err));
+	if (!rc)
+		rc = agent_policy_load(cfg.policy_file, cfg.audit_log, &agent.policies, err,
+				       sizeof(err));
+	if (!rc && cfg.browser_port)
+		rc = agent_pairings_open(cfg.pairings_file, &agent.pairings, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "firmanted: %s\n", err[0] ? err : firmante_err_title(rc));
+		goto out;
+	}
 
 	/* Socket activation (firmanted.socket) hands us the socket; else we
 	 * make our own. */
@@ -230,6 +249,15 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	listen_fd = -1; /* the HTTP daemon owns it */
+	if (cfg.browser_port) {
+		rc = agent_http_start_browser(&agent, &browserd, err, sizeof(err));
+		if (rc) {
+			fprintf(stderr, "firmanted: %s\n", err);
+			goto out;
+		}
+		agent_log("browser listener on 127.0.0.1:%u (paired origins in %s)",
+			  cfg.browser_port, cfg.pairings_file);
+	}
 	agent_log("firmanted %s listening on %s (uid %lu, %u clients max, approval timeout %ld s)",
 		  FIRMANTE_VERSION, listening ? cfg.socket_path : "the socket from systemd",
 		  (unsigned long)geteuid(), cfg.max_clients,
@@ -247,6 +275,7 @@ out:
 	if (httpd)
 		quiesced_fd = MHD_quiesce_daemon(httpd);
 	agent_pinentry_abort_all();
+	agent_http_stop(browserd);
 	agent_http_stop(httpd);
 	if (quiesced_fd >= 0)
 		close(quiesced_fd);
@@ -255,6 +284,9 @@ out:
 	if (listening)
 		unlink(cfg.socket_path);
 	fp11_close(agent.p11);
+	agent_pairings_free(agent.pairings);
+	agent_policy_free(agent.policies);
+	agent_audit_close(agent.audit);
 	if (cfg_ready)
 		agent_config_clear(&cfg);
 	return status;

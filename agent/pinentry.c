@@ -46,6 +46,7 @@ struct agent_pinentry {
 	char pin[PIN_MAX];
 	size_t pin_len;
 	bool pin_overflow;
+	bool last_timed_out; /* the last dialog ended for lack of an answer */
 };
 
 /* The dialog on screen (one at a time), so that shutdown can close it. */
@@ -200,6 +201,7 @@ static int map_error(struct agent_pinentry *p, gpg_error_t err, bool fired,
 {
 	gpg_err_code_t code = gpg_err_code(err);
 
+	p->last_timed_out = fired || code == GPG_ERR_TIMEOUT;
 	if (fired || code == GPG_ERR_TIMEOUT) {
 		snprintf(detail, detail_size, "no answer in %ld s", p->timeout);
 		return FIRMANTE_E_USER_DENIED;
@@ -426,8 +428,11 @@ int agent_pinentry_confirm(agent_pinentry *p, const struct agent_approval *a,
 	bool fired;
 
 	desc[0] = '\0';
-	snprintf(caller, sizeof(caller), "uid %lu, %s (pid %ld)", (unsigned long)a->caller->uid,
-		 a->caller->exe, (long)a->caller->pid);
+	if (a->caller->origin[0])
+		snprintf(caller, sizeof(caller), "web page %s (browser)", a->caller->origin);
+	else
+		snprintf(caller, sizeof(caller), "uid %lu, %s (pid %ld)",
+			 (unsigned long)a->caller->uid, a->caller->exe, (long)a->caller->pid);
 	fm_time_iso8601(id->cert.not_after, until, sizeof(until));
 	snprintf(cert_line, sizeof(cert_line), "%s, valid until %s", id->cert.no_certificado, until);
 
@@ -451,7 +456,11 @@ int agent_pinentry_confirm(agent_pinentry *p, const struct agent_approval *a,
 	desc_add(desc, sizeof(desc), "Career: ", a->nombre_carrera, 90);
 	desc_add(desc, sizeof(desc), "Date of issue: ", a->fecha_expedicion, 20);
 	desc_add(desc, sizeof(desc), "Institution: ", a->nombre_institucion, 70);
+	if (id->token.protected_auth_path)
+		desc_add(desc, sizeof(desc), "",
+			 "Then enter the PIN on the token's own PIN pad.", 80);
 
+	p->last_timed_out = false;
 	arm(p, p->timeout);
 	gerr = simple(p, "SETDESC", desc);
 	if (!gerr)
@@ -540,4 +549,46 @@ out:
 	fm_wipe(p->pin, sizeof(p->pin));
 	p->pin_len = 0;
 	return rc;
+}
+
+bool agent_pinentry_timed_out(const agent_pinentry *p)
+{
+	return p && p->last_timed_out;
+}
+
+int agent_pinentry_ask(agent_pinentry *p, const char *text, const char *ok, const char *cancel,
+		       char *detail, size_t detail_size)
+{
+	char desc[2048];
+	const char *line = text;
+	gpg_error_t gerr;
+	bool fired;
+
+	/* One desc_add() per line: control characters become blanks. */
+	desc[0] = '\0';
+	while (line && *line) {
+		const char *nl = strchr(line, '\n');
+		size_t n = nl ? (size_t)(nl - line) : strlen(line);
+		char one[300];
+
+		snprintf(one, sizeof(one), "%.*s", (int)(n < sizeof(one) - 1 ? n : sizeof(one) - 1),
+			 line);
+		desc_add(desc, sizeof(desc), "", one, 200);
+		line = nl ? nl + 1 : NULL;
+	}
+	p->last_timed_out = false;
+	arm(p, p->timeout);
+	gerr = simple(p, "SETDESC", desc);
+	if (!gerr)
+		gerr = simple(p, "SETPROMPT", "Allow?");
+	if (!gerr)
+		gerr = simple(p, "SETOK", ok);
+	if (!gerr)
+		gerr = simple(p, "SETCANCEL", cancel);
+	if (!gerr)
+		gerr = simple(p, "CONFIRM", NULL);
+	fired = disarm(p);
+	if (gerr || fired)
+		return map_error(p, gerr, fired, "confirmation", detail, detail_size);
+	return 0;
 }

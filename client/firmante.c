@@ -9,6 +9,7 @@
 #include "firmante/build-config.h"
 #include "firmante/client.h"
 #include "firmante/protocol.h"
+#include "commands.h"
 
 enum exit_code { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_AGENT = 3 };
 
@@ -24,6 +25,11 @@ static void usage(FILE *f)
 		"  tokens    tokens present: label, serial, maker, PIN state\n"
 		"  keys      signing identities (key + certificate): CURP, RFC,\n"
 		"            noCertificado, validity, e.firma or CSD, usable or why not\n"
+		"  audit show|verify [--file PATH]\n"
+		"            the agent's audit log; verify reports any edited, removed or\n"
+		"            reordered line by number (exit status 1)\n"
+		"  pair list | pair revoke ORIGIN\n"
+		"            web pages paired with the browser listener; revoke one\n"
 		"\n"
 		"Options:\n"
 		"  -s, --socket PATH  agent socket (default: $FIRMANTE_SOCKET, else\n"
@@ -145,6 +151,10 @@ int main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
+	if (optind < argc && strcmp(argv[optind], "audit") == 0)
+		return cmd_audit(socket_path, as_json, argc - optind, argv + optind);
+	if (optind < argc && strcmp(argv[optind], "pair") == 0)
+		return cmd_pair(socket_path, as_json, argc - optind, argv + optind);
 	if (optind != argc - 1) {
 		usage(stderr);
 		return EXIT_USAGE;

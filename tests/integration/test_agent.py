@@ -116,7 +116,7 @@ class Agent:
         self.pelog = os.path.join(self.dir, "pinentry.log")
         lines = ["[agent]", f"socket = {self.sock}", "use-p11kit-modules = false",
                  f"pinentry = {pinentry}" + (f" --log {self.pelog}" if stub else ""),
-                 "approval-timeout = 20"]
+                 "approval-timeout = 20", f"audit-log = {self.dir}/audit.log"]
         if modules:
             lines.append(f"module = {MODULE}")
         lines += [ln for ln in extra.splitlines() if ln.strip()]

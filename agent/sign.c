@@ -1,0 +1,267 @@
+/*
+ * firmanted: one signature, from decision to audit record.
+ *
+ * agent_sign_one() is the whole signing path for one cadena:
+ *   decide (policy: unattended; else the holder: pinentry or the approval
+ *   queue) -> PIN (pinentry, PIN pad, or the policy's PIN file) ->
+ *   C_Sign on the token -> verify the signature -> audit record.
+ * A request that is not approved never reaches the token, and every
+ * outcome after the document was understood leaves one audit record.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "agent.h"
+#include "firmante/protocol.h"
+#include "firmante/util.h"
+#include "workers.h"
+
+/* One pinentry dialog at a time: the holder sees one request at a time. */
+static pthread_mutex_t dialog_lock = PTHREAD_MUTEX_INITIALIZER;
+
+struct pin_src {
+	agent_pinentry *pe;              /* interactive: pinentry */
+	const struct agent_policy *pol;  /* unattended: the policy's PIN file */
+	const char *folio;
+	char detail[256];
+};
+
+static int pin_cb(void *data, const struct fp11_token_info *tok, bool context_specific,
+		  char *pin, size_t pin_size)
+{
+	struct pin_src *ps = data;
+
+	if (ps->pol)
+		return agent_policy_read_pin(ps->pol, pin, pin_size, ps->detail, sizeof(ps->detail));
+	return agent_pinentry_getpin(ps->pe, tok, context_specific, ps->folio, pin, pin_size,
+				     ps->detail, sizeof(ps->detail));
+}
+
+/* RSASSA-PKCS1-v1_5 SHA-256 check of @sig over @data with the certificate's key. */
+static int verify_sello(const uint8_t *der, size_t der_len, const char *data, size_t len,
+			const uint8_t *sig, size_t sig_len)
+{
+	const unsigned char *p = der;
+	X509 *x = NULL;
+	EVP_MD_CTX *md = NULL;
+	EVP_PKEY *pk;
+	int rc = FIRMANTE_E_TOKEN;
+
+	x = d2i_X509(NULL, &p, (long)der_len);
+	if (!x) {
+		rc = FIRMANTE_E_CERT_INVALID;
+		goto out;
+	}
+	pk = X509_get0_pubkey(x);
+	if (!pk || EVP_PKEY_get_base_id(pk) != EVP_PKEY_RSA)
+		goto out;
+	md = EVP_MD_CTX_new();
+	if (!md) {
+		rc = FIRMANTE_E_NOMEM;
+		goto out;
+	}
+	if (EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, pk) != 1)
+		goto out;
+	if (EVP_DigestVerify(md, sig, sig_len, (const unsigned char *)data, len) != 1)
+		goto out;
+	rc = 0;
+out:
+	EVP_MD_CTX_free(md);
+	X509_free(x);
+	return rc;
+}
+
+/* The holder's decision on @job through pinentry CONFIRM. The dialog
+ * stays open (*@pe) for the PIN. */
+static int ask_holder(struct agent *a, struct agent_sign_job *job, agent_pinentry **pe,
+		      const char **decision)
+{
+	int rc;
+
+	rc = agent_pinentry_open(a->cfg, pe, job->detail, sizeof(job->detail));
+	if (rc) {
+		*pe = NULL;
+		*decision = "not-asked";
+		return rc;
+	}
+	rc = agent_pinentry_confirm(*pe, job->approval, job->detail, sizeof(job->detail));
+	if (rc == FIRMANTE_E_USER_DENIED)
+		*decision = agent_pinentry_timed_out(*pe) ? "timeout" : "denied";
+	else if (rc)
+		*decision = "not-asked";
+	else
+		*decision = "approved";
+	return rc;
+}
+
+int agent_sign_one(struct agent *a, struct agent_sign_job *job)
+{
+	const struct fp11_identity *id = job->approval->identity;
+	const struct agent_policy *pol;
+	struct agent_audit_record rec;
+	agent_pinentry *pe = NULL;
+	struct pin_src ps;
+	const char *decision = "none";
+	bool locked = false, reserved = false;
+	size_t sig_len = sizeof(job->sig);
+	int rc = 0, arc;
+
+	memset(&ps, 0, sizeof(ps));
+	ps.folio = job->approval->folio_control ? job->approval->folio_control : "";
+	pol = agent_policy_match(a->policies, job->caller);
+	if (pol && pol->unattended) {
+		decision = "unattended";
+		if (!agent_policy_allows_key(pol, id->cert.no_certificado)) {
+			snprintf(job->detail, sizeof(job->detail),
+				 "caller \"%s\" may not sign with certificate %s (not among its keys)",
+				 pol->name, id->cert.no_certificado);
+			decision = "refused";
+			rc = FIRMANTE_E_FORBIDDEN;
+			goto out;
+		}
+		if (id->token.protected_auth_path) {
+			snprintf(job->detail, sizeof(job->detail),
+				 "token \"%s\" has a PIN pad; unattended signing needs a PIN from a file",
+				 id->token.label);
+			decision = "refused";
+			rc = FIRMANTE_E_CONFIG;
+			goto out;
+		}
+		rc = agent_policy_reserve(a->policies, pol, job->detail, sizeof(job->detail));
+		if (rc) {
+			decision = "refused";
+			goto out;
+		}
+		reserved = true;
+		ps.pol = pol;
+		/* Unattended: a token in "final try" state is never tried. */
+		rc = agent_token_sign(a->p11, id, pin_cb, &ps, false, (const uint8_t *)job->cadena,
+			       job->cadena_len, job->sig, &sig_len);
+	} else {
+		pthread_mutex_lock(&dialog_lock);
+		locked = true;
+		rc = ask_holder(a, job, &pe, &decision);
+		if (rc)
+			goto out;
+		ps.pe = pe;
+		/* The confirmation showed the "final try" warning: approving it
+		 * is the holder's explicit confirmation. */
+		rc = agent_token_sign(a->p11, id, pin_cb, &ps, id->token.user_pin_final_try,
+			       (const uint8_t *)job->cadena, job->cadena_len, job->sig, &sig_len);
+	}
+	if (rc) {
+		if (ps.detail[0])
+			snprintf(job->detail, sizeof(job->detail), "%s", ps.detail);
+		else if (rc == FIRMANTE_E_PIN_INCORRECT)
+			snprintf(job->detail, sizeof(job->detail),
+				 "token \"%s\" refused the PIN; nothing was signed and the agent does not retry",
+				 id->token.label);
+		else if (rc == FIRMANTE_E_PIN_FINAL_TRY)
+			snprintf(job->detail, sizeof(job->detail),
+				 "token \"%s\" allows one more PIN try only; the agent does not use it "
+				 "without the holder's explicit confirmation", id->token.label);
+		else if (rc == FIRMANTE_E_PIN_LOCKED)
+			snprintf(job->detail, sizeof(job->detail), "the PIN of token \"%s\" is locked",
+				 id->token.label);
+		goto out;
+	}
+	/* A wrong signature never leaves the agent. */
+	rc = verify_sello(id->cert_der, id->cert_len, job->cadena, job->cadena_len, job->sig,
+			  sig_len);
+	if (rc) {
+		snprintf(job->detail, sizeof(job->detail),
+			 "the token's signature does not verify against certificate %s; not returned",
+			 id->cert.no_certificado);
+		rc = FIRMANTE_E_TOKEN;
+		goto out;
+	}
+	job->sig_len = sig_len;
+out:
+	if (rc && reserved)
+		agent_policy_release(a->policies, pol);
+	agent_pinentry_close(pe);
+	if (locked)
+		pthread_mutex_unlock(&dialog_lock);
+	memset(&rec, 0, sizeof(rec));
+	rec.event = "sign";
+	rec.caller = job->caller;
+	rec.policy = pol ? pol->name : NULL;
+	rec.key = id->uri;
+	rec.no_certificado = id->cert.no_certificado;
+	rec.folio_control = job->approval->folio_control;
+	rec.cadena_sha256 = job->cadena_sha256;
+	rec.decision = decision;
+	rec.result = rc ? firmante_err_code(rc) : "signed";
+	arc = agent_audit_append(a->audit, &rec);
+	if (arc && !rc) {
+		/* No trace, no signature. */
+		snprintf(job->detail, sizeof(job->detail),
+			 "the audit record could not be written to %s; the signature is withheld",
+			 agent_audit_path(a->audit));
+		rc = arc;
+	}
+	if (rc) {
+		fm_wipe(job->sig, sizeof(job->sig));
+		job->sig_len = 0;
+	}
+	return rc;
+}
+
+int agent_pair_origin(struct agent *a, const struct agent_caller *caller, const char *code,
+		      char token[65], char *detail, size_t detail_size)
+{
+	struct agent_audit_record rec;
+	agent_pinentry *pe = NULL;
+	const char *decision = "not-asked";
+	char text[1024];
+	int rc;
+
+	if (pthread_mutex_trylock(&dialog_lock) != 0) {
+		snprintf(detail, detail_size,
+			 "another dialog is open for the holder; ask again once it is closed");
+		return FIRMANTE_E_FORBIDDEN;
+	}
+	snprintf(text, sizeof(text),
+		 "A web page asks to use your e.firma signing agent.\n"
+		 "Page (origin): %s\n"
+		 "Code: %.3s %.3s\n"
+		 "Pair only if you opened this page yourself and it shows the same code.\n"
+		 "Each signature it asks for will still need your approval.",
+		 caller->origin, code, code + 3);
+	rc = agent_pinentry_open(a->cfg, &pe, detail, detail_size);
+	if (rc) {
+		pe = NULL;
+		goto out;
+	}
+	rc = agent_pinentry_ask(pe, text, "Pair", "Refuse", detail, detail_size);
+	if (rc == FIRMANTE_E_USER_DENIED)
+		decision = agent_pinentry_timed_out(pe) ? "timeout" : "denied";
+	if (rc)
+		goto out;
+	decision = "approved";
+	rc = agent_pairings_add(a->pairings, caller->origin, token);
+	if (rc)
+		snprintf(detail, detail_size, "the pairing could not be saved: %s",
+			 firmante_err_title(rc));
+out:
+	agent_pinentry_close(pe);
+	pthread_mutex_unlock(&dialog_lock);
+	memset(&rec, 0, sizeof(rec));
+	rec.event = "pair";
+	rec.caller = caller;
+	rec.origin = caller->origin;
+	rec.decision = decision;
+	rec.result = rc ? firmante_err_code(rc) : "paired";
+	if (agent_audit_append(a->audit, &rec) != 0 && !rc) {
+		agent_pairings_revoke(a->pairings, caller->origin);
+		fm_wipe(token, 65);
+		snprintf(detail, detail_size, "the audit record could not be written; not paired");
+		rc = FIRMANTE_E_IO;
+	}
+	return rc;
+}
