@@ -2,8 +2,11 @@
  * titulos: build, sign and verify Título Electrónico documents.
  *
  *   titulos build  --config institucion.conf --csv egresados.csv --out DIR
+ *                  [--skip-invalid] [--registrados FILE] [--json]
  *   titulos sign   --config institucion.conf --in DIR --out DIR [--socket PATH]
- *   titulos verify FILE...
+ *   titulos verify [--autoridad-cer FILE] [--json] FILE...
+ *   titulos show   [--json] FILE
+ *   titulos codes  [--markdown]
  *
  * Exit status: 0 ok, 1 findings or invalid input, 2 usage, 3 agent or I/O
  * failure. See docs/titulos.md.
@@ -16,6 +19,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
 
 #include "firmante/client.h"
 #include "firmante/protocol.h"
@@ -40,6 +47,31 @@ static void print_findings(const struct titulo_findings *f, const char *prefix)
 	if (f->errors + f->warnings > f->count)
 		fprintf(stderr, "%s%s(%zu more not shown)\n", prefix ? prefix : "", prefix ? ": " : "",
 			f->errors + f->warnings - f->count);
+}
+
+/* Findings as a table for a terminal: row, column, severity, rule, field,
+ * message (the file named once above). */
+static void print_table(const struct titulo_findings *f, FILE *o)
+{
+	const char *file = NULL;
+	for (size_t i = 0; i < f->count; i++) {
+		const struct titulo_finding *x = &f->items[i];
+		if (!file || strcmp(file, x->file) != 0) {
+			file = x->file;
+			fprintf(o, "%s\n  %5s %4s  %-8s %-28s %-32s %s\n", file[0] ? file : "(input)",
+				"row", "col", "severity", "rule", "field", "message");
+		}
+		char row[24] = "", col[24] = "";
+		if (x->row)
+			snprintf(row, sizeof(row), "%lu", x->row);
+		if (x->column)
+			snprintf(col, sizeof(col), "%lu", x->column);
+		fprintf(o, "  %5s %4s  %-8s %-28s %-32s %s\n", row, col,
+			x->severity == TITULO_ERROR ? "error" : x->severity == TITULO_WARNING ? "warning" : "note",
+			x->rule, x->field, x->message);
+	}
+	if (f->errors + f->warnings > f->count)
+		fprintf(o, "(%zu more not shown)\n", f->errors + f->warnings - f->count);
 }
 
 /* Catalogs and configuration; reports problems. Returns an exit status. */
@@ -89,13 +121,90 @@ static int join_path(char *buf, size_t size, const char *dir, const char *name)
 static void usage_build(FILE *o)
 {
 	fprintf(o,
-		"Usage: titulos build --config FILE --csv FILE --out DIR\n"
+		"Usage: titulos build --config FILE --csv FILE --out DIR [--skip-invalid]\n"
+		"                     [--registrados FILE] [--json]\n"
 		"Build one unsigned Título Electrónico per CSV row as DIR/<folioControl>.xml.\n"
-		"Nothing is written when any row has an error.\n\n"
-		"  -c, --config FILE   institution configuration (INI)\n"
-		"  -i, --csv FILE      graduates, one title per row (UTF-8, header row)\n"
-		"  -o, --out DIR       output directory (created if missing)\n"
-		"  -h, --help          this help\n");
+		"Every problem of the file is reported in one pass as\n"
+		"file:row:column: field: message (a table on a terminal). Nothing is written\n"
+		"when any row has an error, unless --skip-invalid is given.\n\n"
+		"  -c, --config FILE       institution configuration (INI)\n"
+		"  -i, --csv FILE          graduates, one title per row: UTF-8 (BOM or not) or\n"
+		"                          Windows-1252, ',' or ';' between fields, header row\n"
+		"  -o, --out DIR           output directory (created if missing)\n"
+		"  -k, --skip-invalid      write the valid rows, list the rows left out\n"
+		"  -r, --registrados FILE  folioControl values already recorded, one per line;\n"
+		"                          a row reusing one is an error\n"
+		"  -j, --json              findings and result as JSON on standard output\n"
+		"  -h, --help              this help\n"
+		"Exit status: 0 written, 1 errors in the input (with --skip-invalid: rows were\n"
+		"left out), 2 usage, 3 I/O failure. Rule codes: titulos codes.\n");
+}
+
+/* Folios already recorded: a sorted list read from a file. */
+struct registrados {
+	char **v;
+	size_t n;
+};
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int registrado(void *ctx, const char *folio)
+{
+	struct registrados *r = ctx;
+	return bsearch(&folio, r->v, r->n, sizeof(*r->v), cmp_str) != NULL;
+}
+
+#define MAX_REGISTRADOS 1000000u
+
+static int load_registrados(const char *path, struct registrados *r)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	int rc = fm_read_file(path, 64u << 20, &buf, &len);
+	if (rc)
+		return rc;
+	for (char *p = buf, *e; p < buf + len; p = e + 1) {
+		e = memchr(p, '\n', (size_t)(buf + len - p));
+		if (!e)
+			e = buf + len;
+		*e = '\0';
+		char *end = e;
+		while (end > p && (end[-1] == '\r' || end[-1] == ' ' || end[-1] == '\t'))
+			*--end = '\0';
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (!*p)
+			continue;
+		if (r->n >= MAX_REGISTRADOS) {
+			free(buf);
+			return FIRMANTE_E_TOO_LARGE;
+		}
+		char **v = realloc(r->v, (r->n + 1) * sizeof(*v));
+		char *d = strdup(p);
+		if (!v || !d) {
+			free(d);
+			if (v)
+				r->v = v;
+			free(buf);
+			return FIRMANTE_E_NOMEM;
+		}
+		r->v = v;
+		r->v[r->n++] = d;
+	}
+	free(buf);
+	if (r->n)
+		qsort(r->v, r->n, sizeof(*r->v), cmp_str);
+	return 0;
+}
+
+static void free_registrados(struct registrados *r)
+{
+	for (size_t i = 0; i < r->n; i++)
+		free(r->v[i]);
+	free(r->v);
 }
 
 static int cmd_build(int argc, char **argv)
@@ -104,16 +213,22 @@ static int cmd_build(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' },
 		{ "csv", required_argument, NULL, 'i' },
 		{ "out", required_argument, NULL, 'o' },
+		{ "skip-invalid", no_argument, NULL, 'k' },
+		{ "registrados", required_argument, NULL, 'r' },
+		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *conf_path = NULL, *csv_path = NULL, *out_dir = NULL;
-	int c;
-	while ((c = getopt_long(argc, argv, "c:i:o:h", opts, NULL)) != -1) {
+	const char *conf_path = NULL, *csv_path = NULL, *out_dir = NULL, *reg_path = NULL;
+	int c, skip = 0, json = 0;
+	while ((c = getopt_long(argc, argv, "c:i:o:kr:jh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': conf_path = optarg; break;
 		case 'i': csv_path = optarg; break;
 		case 'o': out_dir = optarg; break;
+		case 'k': skip = 1; break;
+		case 'r': reg_path = optarg; break;
+		case 'j': json = 1; break;
 		case 'h': usage_build(stdout); return EXIT_OK;
 		default: usage_build(stderr); return EXIT_USAGE;
 		}
@@ -128,11 +243,59 @@ static int cmd_build(int argc, char **argv)
 	struct titulo_config *conf = NULL;
 	struct titulo_lote *lote = NULL;
 	struct titulo_findings f = { 0 };
+	struct registrados reg = { 0 };
+	struct titulo_build_options bo = { .flags = skip ? TITULO_BUILD_SKIP_INVALID : 0 };
+	json_t *written = NULL;
+	if (reg_path) {
+		int lr = load_registrados(reg_path, &reg);
+		if (lr) {
+			fprintf(stderr, "titulos: %s: cannot read the list of recorded folios: %s\n",
+				reg_path, firmante_err_title(lr));
+			status = EXIT_FAILURE_IO;
+			goto out;
+		}
+		bo.folio_registered = registrado;
+		bo.ctx = &reg;
+	}
 	status = load_setup(conf_path, &cat, &conf);
 	if (status)
 		goto out;
-	int rc = titulo_build_csv(conf, cat, csv_path, &lote, &f);
-	print_findings(&f, NULL);
+	int rc = titulo_build_csv_opts(conf, cat, csv_path, &bo, &lote, &f);
+	if (json) {
+		char *js = NULL;
+		if (titulo_findings_json(&f, &js) != 0) {
+			status = EXIT_FAILURE_IO;
+			goto out;
+		}
+		json_t *skipped = json_array();
+		written = json_array();
+		for (size_t i = 0; lote && skipped && i < lote->nskipped; i++)
+			json_array_append_new(skipped, json_integer((json_int_t)lote->skipped[i]));
+		json_t *o = json_pack("{s:s, s:I, s:I, s:o, s:o?, s:O?}", "file", csv_path,
+				      "errors", (json_int_t)f.errors, "warnings",
+				      (json_int_t)f.warnings, "findings", json_loads(js, 0, NULL),
+				      "skipped", skipped, "written",
+				      rc == 0 ? written : NULL);
+		free(js);
+		if (rc == 0 && o) {
+			/* the file list is filled in below; printed at the end */
+			json_object_set_new(o, "out", json_string(out_dir));
+		}
+		if (rc != 0 && o) {
+			char *d = json_dumps(o, JSON_COMPACT);
+			if (d)
+				printf("%s\n", d);
+			free(d);
+		}
+		json_decref(written);
+		written = rc == 0 ? o : NULL;
+		if (rc != 0)
+			json_decref(o);
+	} else if (isatty(STDERR_FILENO)) {
+		print_table(&f, stderr);
+	} else {
+		print_findings(&f, NULL);
+	}
 	if (rc) {
 		if (rc == FIRMANTE_E_INVALID) {
 			fprintf(stderr, "titulos: %s: %zu error(s); nothing written\n", csv_path,
@@ -173,10 +336,27 @@ static int cmd_build(int argc, char **argv)
 			status = EXIT_FAILURE_IO;
 			goto out;
 		}
+		if (written)
+			json_array_append_new(json_object_get(written, "written"), json_string(path));
 	}
-	printf("%zu title(s) written to %s (unsigned)\n", lote->count, out_dir);
-	status = EXIT_OK;
+	status = lote->nskipped ? EXIT_FINDINGS : EXIT_OK;
+	if (written) {
+		char *d = json_dumps(written, JSON_COMPACT);
+		if (d)
+			printf("%s\n", d);
+		free(d);
+	} else {
+		printf("%zu title(s) written to %s (unsigned)\n", lote->count, out_dir);
+		if (lote->nskipped) {
+			printf("%zu row(s) left out for errors (--skip-invalid):", lote->nskipped);
+			for (size_t i = 0; i < lote->nskipped; i++)
+				printf(" %lu", lote->skipped[i]);
+			printf("\n");
+		}
+	}
 out:
+	json_decref(written);
+	free_registrados(&reg);
 	titulo_findings_clear(&f);
 	titulo_lote_free(lote);
 	titulo_config_free(conf);
@@ -201,6 +381,195 @@ static void usage_sign(FILE *o)
 		"  -h, --help          this help\n");
 }
 
+/* ---- the signers' keys as the agent lists them (GET /v1/keys) ---------- */
+
+/* What `titulos sign` checks of one configured signer's key before any
+ * title is sent to the agent. */
+struct signer_key {
+	char curp[19];
+	char kind[8];          /* "fiel", "csd" or "" */
+	char not_before[11];   /* YYYY-MM-DD or "" */
+	char not_after[11];
+	char no_certificado[21];
+	int found;
+};
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Percent-decode @in (RFC 3986) into @out; 0 or -1. */
+static int pct_decode(const char *in, size_t n, char *out, size_t size, size_t *out_len)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (o + 1 >= size)
+			return -1;
+		if (in[i] == '%') {
+			if (i + 2 >= n)
+				return -1;
+			int h = hexval(in[i + 1]), l = hexval(in[i + 2]);
+			if (h < 0 || l < 0)
+				return -1;
+			out[o++] = (char)(h * 16 + l);
+			i += 2;
+		} else {
+			out[o++] = in[i];
+		}
+	}
+	out[o] = '\0';
+	*out_len = o;
+	return 0;
+}
+
+/* Does the key entry @k match every path attribute the configured URI
+ * gives among token, serial, id and object (RFC 7512)? */
+static int uri_matches(const char *uri, json_t *k)
+{
+	if (strncmp(uri, "pkcs11:", 7) != 0)
+		return 0;
+	const char *p = uri + 7;
+	const char *end = strchr(p, '?');
+	if (!end)
+		end = p + strlen(p);
+	const char *kuri = json_string_value(json_object_get(k, "uri"));
+	if (kuri && strcmp(kuri, uri) == 0)
+		return 1;
+	json_t *tok = json_object_get(k, "token");
+	while (p < end) {
+		const char *semi = memchr(p, ';', (size_t)(end - p));
+		const char *ae = semi ? semi : end;
+		const char *eq = memchr(p, '=', (size_t)(ae - p));
+		if (eq) {
+			char name[32], val[512];
+			size_t nl = (size_t)(eq - p), vl = 0;
+			if (nl >= sizeof(name))
+				return 0;
+			memcpy(name, p, nl);
+			name[nl] = '\0';
+			if (pct_decode(eq + 1, (size_t)(ae - eq - 1), val, sizeof(val), &vl) != 0)
+				return 0;
+			const char *have = NULL, *want = val;
+			char hex[2 * sizeof(val) + 1];
+			if (strcmp(name, "token") == 0) {
+				have = json_string_value(json_object_get(tok, "label"));
+			} else if (strcmp(name, "serial") == 0) {
+				have = json_string_value(json_object_get(tok, "serial"));
+			} else if (strcmp(name, "object") == 0) {
+				have = json_string_value(json_object_get(k, "label"));
+			} else if (strcmp(name, "id") == 0) {
+				for (size_t i = 0; i < vl; i++)
+					snprintf(hex + 2 * i, 3, "%02x", (unsigned char)val[i]);
+				hex[2 * vl] = '\0';
+				want = hex;
+				have = json_string_value(json_object_get(k, "id"));
+			} else {
+				have = val; /* type, manufacturer, model...: not compared */
+			}
+			if (!have || strcmp(have, want) != 0)
+				return 0;
+		}
+		p = semi ? semi + 1 : end;
+	}
+	return 1;
+}
+
+/* Ask the agent for its keys once and fill @keys[i] for conf->firmantes[i].
+ * Returns 0 or an error (printed). */
+static int load_signer_keys(firmante_client *cl, const struct titulo_config *conf,
+			    struct signer_key *keys)
+{
+	char *reply = NULL;
+	struct firmante_problem p = { 0 };
+	int rc = firmante_client_request(cl, "GET", "/v1/keys", NULL, &reply, &p);
+	if (rc) {
+		fprintf(stderr, "titulos: agent: %s: %s\n", p.code[0] ? p.code : firmante_err_code(rc),
+			p.detail[0] ? p.detail : (p.title[0] ? p.title : firmante_err_title(rc)));
+		return rc;
+	}
+	json_t *root = json_loads(reply, 0, NULL);
+	free(reply);
+	json_t *arr = root ? json_object_get(root, "keys") : NULL;
+	if (!json_is_array(arr)) {
+		fprintf(stderr, "titulos: agent: the answer to GET /v1/keys has no key list\n");
+		json_decref(root);
+		return FIRMANTE_E_PROTOCOL;
+	}
+	for (size_t i = 0; i < conf->nfirmantes; i++) {
+		size_t j;
+		json_t *k;
+		memset(&keys[i], 0, sizeof(keys[i]));
+		json_array_foreach(arr, j, k)
+		{
+			if (!conf->firmantes[i].key || !uri_matches(conf->firmantes[i].key, k))
+				continue;
+			const char *v;
+			keys[i].found = 1;
+			if ((v = json_string_value(json_object_get(k, "curp"))))
+				snprintf(keys[i].curp, sizeof(keys[i].curp), "%s", v);
+			if ((v = json_string_value(json_object_get(k, "kind"))))
+				snprintf(keys[i].kind, sizeof(keys[i].kind), "%s", v);
+			if ((v = json_string_value(json_object_get(k, "not_before"))))
+				snprintf(keys[i].not_before, sizeof(keys[i].not_before), "%.10s", v);
+			if ((v = json_string_value(json_object_get(k, "not_after"))))
+				snprintf(keys[i].not_after, sizeof(keys[i].not_after), "%.10s", v);
+			if ((v = json_string_value(json_object_get(k, "no_certificado"))))
+				snprintf(keys[i].no_certificado, sizeof(keys[i].no_certificado), "%s", v);
+			break;
+		}
+	}
+	json_decref(root);
+	return 0;
+}
+
+/* The rules of a signer's key (§6, §7) on @date (YYYY-MM-DD); each
+ * problem printed as a finding. Returns the number of problems. */
+static int check_signer_key(const struct titulo_conf_firmante *cf, const struct signer_key *k,
+			    const char *date, const char *what, const char *in_path)
+{
+	int expedition = strcmp(what, "today") != 0;
+	struct titulo_findings f = { 0 };
+	char field[320];
+	snprintf(field, sizeof(field), "[firmante %s]", cf->seccion);
+	if (!k->found) {
+		titulo_finding_add(&f, "signer-key-missing", -1, cf->curp, in_path, 0, 0, field,
+				   "the agent lists no key for %s; is the token plugged in?", cf->key);
+	} else {
+		if (!k->curp[0] || !cf->curp || strcmp(k->curp, cf->curp) != 0)
+			titulo_finding_add(&f, "signer-curp-mismatch", -1, cf->curp, in_path, 0, 0, field,
+					   "the configured CURP %s is not the CURP %s in the "
+					   "certificate %s of key %s; the DGP refuses such a title "
+					   "(\"La Curp del ... no es igual a\", §7)",
+					   cf->curp ? cf->curp : "(none)",
+					   k->curp[0] ? k->curp : "(none)", k->no_certificado, cf->key);
+		if (strcmp(k->kind, "fiel") != 0)
+			titulo_finding_add(&f, "signer-cert-not-fiel", -1, cf->curp, in_path, 0, 0,
+					   field,
+					   "the certificate %s of key %s is not an e.firma (FIEL) but "
+					   "a %s; titles are signed with the holder's e.firma (§6)",
+					   k->no_certificado, cf->key,
+					   strcmp(k->kind, "csd") == 0 ? "CSD (sello digital)"
+								     : "certificate of unknown kind");
+		if (date && k->not_before[0] && k->not_after[0] &&
+		    (strcmp(date, k->not_before) < 0 || strcmp(date, k->not_after) > 0))
+			titulo_finding_add(&f, expedition ? "signer-cert-expedition" : "signer-cert-validity",
+					   -1, cf->curp, in_path, 0, 0, field,
+					   "the certificate %s is valid from %s to %s, not on %s (%s)",
+					   k->no_certificado, k->not_before, k->not_after, date, what);
+	}
+	int n = (int)f.errors;
+	print_findings(&f, "titulos");
+	titulo_findings_clear(&f);
+	return n;
+}
+
 static int xml_filter(const struct dirent *d)
 {
 	size_t n = strlen(d->d_name);
@@ -208,7 +577,7 @@ static int xml_filter(const struct dirent *d)
 }
 
 static int sign_one(firmante_client *cl, titulo_verifier *v, const struct titulo_config *conf,
-		    const char *in_path, const char *out_path)
+		    const struct signer_key *keys, const char *in_path, const char *out_path)
 {
 	int status;
 	char *xml = NULL, *out = NULL;
@@ -233,6 +602,21 @@ static int sign_one(firmante_client *cl, titulo_verifier *v, const struct titulo
 		goto out;
 	}
 	const char *folio = titulo_attr(t, "TituloElectronico", "folioControl");
+	const char *fexp = titulo_attr(t, "Expedicion", "fechaExpedicion");
+	/* every signer's key checked before the agent is asked for anything */
+	int problems = 0;
+	for (size_t i = 0; i < titulo_firmantes_count(t); i++) {
+		const char *curp = titulo_firmante_attr(t, i, "curp");
+		const struct titulo_conf_firmante *cf = titulo_config_firmante_by_curp(conf, curp);
+		if (cf)
+			problems += check_signer_key(cf, &keys[cf - conf->firmantes], fexp,
+						     "the title's fechaExpedicion", in_path);
+	}
+	if (problems) {
+		fprintf(stderr, "titulos: %s: not sent to the agent\n", in_path);
+		status = EXIT_FINDINGS;
+		goto out;
+	}
 	for (size_t i = 0; i < titulo_firmantes_count(t); i++) {
 		const char *curp = titulo_firmante_attr(t, i, "curp");
 		const struct titulo_conf_firmante *cf = titulo_config_firmante_by_curp(conf, curp);
@@ -346,6 +730,7 @@ static int cmd_sign(int argc, char **argv)
 	int n = 0;
 	size_t signed_count = 0;
 	struct titulo_error err = { 0 };
+	struct signer_key *keys = NULL;
 
 	status = load_setup(conf_path, &cat, &conf);
 	if (status)
@@ -379,6 +764,32 @@ static int cmd_sign(int argc, char **argv)
 		status = EXIT_FAILURE_IO;
 		goto out;
 	}
+	/* the signers' certificates as the agent sees them: CURP, e.firma,
+	 * validity today (§6, §7); checked before anything is signed */
+	keys = calloc(conf->nfirmantes, sizeof(*keys));
+	if (!keys) {
+		status = EXIT_FAILURE_IO;
+		goto out;
+	}
+	rc = load_signer_keys(cl, conf, keys);
+	if (rc) {
+		status = EXIT_FAILURE_IO;
+		goto out;
+	}
+	char today[16];
+	time_t now = time(NULL);
+	struct tm tm;
+	localtime_r(&now, &tm);
+	strftime(today, sizeof(today), "%Y-%m-%d", &tm);
+	int problems = 0;
+	for (size_t i = 0; i < conf->nfirmantes; i++)
+		problems += check_signer_key(&conf->firmantes[i], &keys[i], today, "today", conf->path);
+	if (problems) {
+		fprintf(stderr, "titulos: %d problem(s) with the signers' keys; nothing was sent to "
+			"the agent\n", problems);
+		status = EXIT_FINDINGS;
+		goto out;
+	}
 	status = EXIT_OK;
 	for (int i = 0; i < n; i++) {
 		char in_path[MAX_PATH], out_path[MAX_PATH];
@@ -388,7 +799,7 @@ static int cmd_sign(int argc, char **argv)
 			status = EXIT_FAILURE_IO;
 			break;
 		}
-		status = sign_one(cl, v, conf, in_path, out_path);
+		status = sign_one(cl, v, conf, keys, in_path, out_path);
 		if (status)
 			break;
 		signed_count++;
@@ -398,6 +809,7 @@ out:
 	for (int i = 0; i < n; i++)
 		free(names[i]);
 	free(names);
+	free(keys);
 	firmante_client_free(cl);
 	titulo_verifier_free(v);
 	titulo_config_free(conf);
@@ -410,22 +822,34 @@ out:
 static void usage_verify(FILE *o)
 {
 	fprintf(o,
-		"Usage: titulos verify FILE...\n"
-		"Check signed titles: XSD, and for every FirmaResponsable the sello over its\n"
-		"cadena original, the certificate (e.firma), noCertificadoResponsable and curp.\n"
+		"Usage: titulos verify [--autoridad-cer FILE] [--json] FILE...\n"
+		"Check titles, ours or another system's, as the DGP would: encoding,\n"
+		"namespace and element names, XSD, empty attributes and non-canonical values,\n"
+		"and for every FirmaResponsable the sello over its cadena original, the\n"
+		"certificate (e.firma), noCertificadoResponsable and curp. An Autenticacion\n"
+		"node: selloTitulo against the responsables' sellos and, with the authority's\n"
+		"certificate, selloAutenticacion.\n"
 		"Prints OK or each finding per file; exit 0 only when all pass.\n\n"
-		"  -h, --help          this help\n");
+		"  -a, --autoridad-cer FILE  the authority's certificate (.cer, DER) for\n"
+		"                            Autenticacion/@selloAutenticacion\n"
+		"  -j, --json                one JSON object per file on standard output\n"
+		"  -h, --help                this help\n");
 }
 
 static int cmd_verify(int argc, char **argv)
 {
 	static const struct option opts[] = {
+		{ "autoridad-cer", required_argument, NULL, 'a' },
+		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	int c;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	int c, json = 0;
+	const char *aut = NULL;
+	while ((c = getopt_long(argc, argv, "a:jh", opts, NULL)) != -1) {
 		switch (c) {
+		case 'a': aut = optarg; break;
+		case 'j': json = 1; break;
 		case 'h': usage_verify(stdout); return EXIT_OK;
 		default: usage_verify(stderr); return EXIT_USAGE;
 		}
@@ -439,6 +863,21 @@ static int cmd_verify(int argc, char **argv)
 	if (titulo_verifier_new(NULL, &v, &err) != 0) {
 		fprintf(stderr, "titulos: %s\n", err.message);
 		return EXIT_FAILURE_IO;
+	}
+	if (aut) {
+		char *der = NULL;
+		size_t dl = 0;
+		int rc = fm_read_file(aut, 1u << 20, &der, &dl);
+		if (rc == 0)
+			rc = titulo_verifier_set_autoridad(v, (const uint8_t *)der, dl, &err);
+		else
+			snprintf(err.message, sizeof(err.message), "cannot read the file");
+		free(der);
+		if (rc) {
+			fprintf(stderr, "titulos: %s: %s\n", aut, err.message);
+			titulo_verifier_free(v);
+			return rc == FIRMANTE_E_CERT_INVALID ? EXIT_USAGE : EXIT_FAILURE_IO;
+		}
 	}
 	int status = EXIT_OK;
 	for (int i = optind; i < argc; i++) {
@@ -455,27 +894,149 @@ static int cmd_verify(int argc, char **argv)
 		}
 		rc = titulo_verify(v, xml, len, 0, &f);
 		char line[1400];
-		if (rc == 0) {
-			printf("%s: OK\n", argv[i]);
-			for (size_t k = 0; k < f.count; k++)
-				printf("%s: %s\n", argv[i],
-				       titulo_finding_format(&f.items[k], line, sizeof(line)));
-		} else if (rc == FIRMANTE_E_INVALID) {
-			for (size_t k = 0; k < f.count; k++)
-				printf("%s: %s\n", argv[i],
-				       titulo_finding_format(&f.items[k], line, sizeof(line)));
-			printf("%s: FAILED (%zu error(s))\n", argv[i], f.errors);
-			if (status == EXIT_OK)
-				status = EXIT_FINDINGS;
-		} else {
+		if (rc != 0 && rc != FIRMANTE_E_INVALID) {
 			printf("%s: cannot verify: %s\n", argv[i], firmante_err_title(rc));
 			status = EXIT_FAILURE_IO;
+		} else if (json) {
+			char *js = NULL;
+			if (titulo_findings_json(&f, &js) == 0) {
+				json_t *o = json_pack("{s:s, s:b, s:I, s:I, s:o?}", "file", argv[i], "ok",
+						      rc == 0, "errors", (json_int_t)f.errors,
+						      "warnings", (json_int_t)f.warnings, "findings",
+						      json_loads(js, 0, NULL));
+				char *d = o ? json_dumps(o, JSON_COMPACT) : NULL;
+				if (d)
+					printf("%s\n", d);
+				free(d);
+				json_decref(o);
+				free(js);
+			}
+		} else {
+			if (rc == 0)
+				printf("%s: OK\n", argv[i]);
+			for (size_t k = 0; k < f.count; k++)
+				printf("%s: %s\n", argv[i],
+				       titulo_finding_format(&f.items[k], line, sizeof(line)));
+			if (rc)
+				printf("%s: FAILED (%zu error(s))\n", argv[i], f.errors);
 		}
+		if (rc == FIRMANTE_E_INVALID && status == EXIT_OK)
+			status = EXIT_FINDINGS;
 		titulo_findings_clear(&f);
 		free(xml);
 	}
 	titulo_verifier_free(v);
 	return status;
+}
+
+/* ---- show ------------------------------------------------------------ */
+
+static void usage_show(FILE *o)
+{
+	fprintf(o,
+		"Usage: titulos show [--json] FILE\n"
+		"Show a title for a person: folioControl, signers, institution, career,\n"
+		"graduate, expedition, antecedent and Autenticacion. A document that cannot\n"
+		"be read is diagnosed as by titulos verify (exit 1).\n\n"
+		"  -j, --json   the title as one JSON object\n"
+		"  -h, --help   this help\n");
+}
+
+static int cmd_show(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c, json = 0;
+	while ((c = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'j': json = 1; break;
+		case 'h': usage_show(stdout); return EXIT_OK;
+		default: usage_show(stderr); return EXIT_USAGE;
+		}
+	}
+	if (optind + 1 != argc) {
+		usage_show(stderr);
+		return EXIT_USAGE;
+	}
+	const char *path = argv[optind];
+	char *xml = NULL, *text = NULL;
+	size_t len = 0;
+	titulo *t = NULL;
+	struct titulo_error err = { 0 };
+	struct titulo_findings f = { 0 };
+	int status;
+	int rc = fm_read_file(path, FIRMANTE_MAX_DOCUMENT, &xml, &len);
+	if (rc) {
+		fprintf(stderr, "titulos: %s: cannot read: %s\n", path,
+			rc == FIRMANTE_E_TOO_LARGE ? "file larger than a title may be" : strerror(errno));
+		status = EXIT_FAILURE_IO;
+		goto out;
+	}
+	rc = titulo_parse(xml, len, &t, &err);
+	if (rc) {
+		/* say precisely why, as verify does */
+		char line[1400];
+		titulo_verify(NULL, xml, len, TITULO_VERIFY_UNSIGNED, &f);
+		for (size_t k = 0; k < f.count; k++)
+			fprintf(stderr, "%s: %s\n", path,
+				titulo_finding_format(&f.items[k], line, sizeof(line)));
+		if (f.count == 0)
+			fprintf(stderr, "%s: %s\n", path, err.message);
+		status = EXIT_FINDINGS;
+		goto out;
+	}
+	rc = json ? titulo_show_json(t, &text) : titulo_show_text(t, &text);
+	if (rc) {
+		fprintf(stderr, "titulos: %s: %s\n", path, firmante_err_title(rc));
+		status = EXIT_FAILURE_IO;
+		goto out;
+	}
+	fputs(text, stdout);
+	if (json)
+		fputc('\n', stdout);
+	status = EXIT_OK;
+out:
+	titulo_findings_clear(&f);
+	free(text);
+	titulo_free(t);
+	free(xml);
+	return status;
+}
+
+/* ---- codes ----------------------------------------------------------- */
+
+static int cmd_codes(int argc, char **argv)
+{
+	int markdown = argc == 2 && strcmp(argv[1], "--markdown") == 0;
+	if (argc == 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+		printf("Usage: titulos codes [--markdown]\n"
+		       "List every rule titulos checks: its stable code, severity, where it is\n"
+		       "checked, the rule and its source in the standard. --markdown prints the\n"
+		       "table docs/titulos.md carries.\n");
+		return EXIT_OK;
+	}
+	if (argc > 2 || (argc == 2 && !markdown)) {
+		fprintf(stderr, "Usage: titulos codes [--markdown]\n");
+		return EXIT_USAGE;
+	}
+	if (markdown) {
+		char *md = NULL;
+		if (titulo_rules_markdown(&md, NULL) != 0)
+			return EXIT_FAILURE_IO;
+		fputs(md, stdout);
+		free(md);
+		return EXIT_OK;
+	}
+	size_t n;
+	const struct titulo_rule *r = titulo_rules(&n);
+	for (size_t i = 0; i < n; i++)
+		printf("%-30s %-8s %-14s %s (%s)\n", r[i].code,
+		       r[i].severity == TITULO_ERROR ? "error" : r[i].severity == TITULO_WARNING ? "warning" : "note",
+		       r[i].where, r[i].text, r[i].source);
+	return EXIT_OK;
 }
 
 /* ---- main ------------------------------------------------------------- */
@@ -488,7 +1049,12 @@ static void usage(FILE *o)
 		"Commands:\n"
 		"  build    CSV of graduates + institution configuration -> unsigned XML\n"
 		"  sign     add every signer's sello through the firmanted agent\n"
-		"  verify   check signed XML files\n\n"
+		"  verify   check signed XML files\n"
+		"  submit   upload verified titles to the DGP (MET) in ZIP lots\n"
+		"  status   follow uploaded lots to their result (--wait)\n"
+		"  results  per-title outcome (--csv, --json)\n"
+		"  cancel   cancel a registered title (--folio, --motivo)\n"
+		"  report   counts by status and career\n\n"
 		"Run 'titulos COMMAND --help' for a command's options.\n"
 		"Exit status: 0 ok, 1 findings or invalid input, 2 usage, 3 agent or I/O failure.\n");
 }
@@ -510,6 +1076,10 @@ int main(int argc, char **argv)
 		return cmd_sign(argc - 1, argv + 1);
 	if (strcmp(cmd, "verify") == 0)
 		return cmd_verify(argc - 1, argv + 1);
+	if (strcmp(cmd, "show") == 0)
+		return cmd_show(argc - 1, argv + 1);
+	if (strcmp(cmd, "codes") == 0)
+		return cmd_codes(argc - 1, argv + 1);
 	fprintf(stderr, "titulos: unknown command '%s'\n", cmd);
 	usage(stderr);
 	return EXIT_USAGE;

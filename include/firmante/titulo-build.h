@@ -256,6 +256,26 @@ int titulo_verify(titulo_verifier *v, const char *xml, size_t len, unsigned flag
 int titulo_verifier_set_autoridad(titulo_verifier *v, const uint8_t *der, size_t len,
 				  struct titulo_error *err);
 
+/* ==== Showing a title (`titulos show`) ============================== */
+
+/*
+ * titulo_show_text - a title for a person: folioControl, then each
+ * FirmaResponsable and element with its attributes in XSD order (Base64
+ * values as their length; empty attributes as "(empty)").
+ * @out: malloc'd NUL-terminated text, caller frees.
+ * Returns 0, FIRMANTE_E_BAD_REQUEST (NULL argument), FIRMANTE_E_NOMEM.
+ */
+int titulo_show_text(const titulo *t, char **out);
+
+/*
+ * titulo_show_json - the title as one JSON object: the root's attributes,
+ * "FirmaResponsables" (an array of attribute objects), then one object
+ * per element present ("Institucion", ..., "Autenticacion"), attributes
+ * as strings, absent ones left out.
+ * @out: malloc'd, caller frees. Returns as titulo_show_text().
+ */
+int titulo_show_json(const titulo *t, char **out);
+
 /* ==== Catalogs (§4) ================================================= */
 
 typedef struct titulo_catalogos titulo_catalogos;
