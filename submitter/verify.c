@@ -418,7 +418,8 @@ static int check_encoding(const char *xml, size_t len, struct titulo_findings *f
 		     "the document is UTF-16; the standard's documents are UTF-8 (§1)");
 		return 0;
 	}
-	const char *decl_end = len > 5 && memcmp(xml + (len >= 3 && xml[0] == '\xEF' ? 3 : 0), "<?xml", 5) == 0
+	const char *decl_end = len >= 5 && len >= (xml[0] == '\xEF' ? 8u : 5u) &&
+				       memcmp(xml + (xml[0] == '\xEF' ? 3 : 0), "<?xml", 5) == 0
 				       ? memchr(xml, '>', len < 200 ? len : 200)
 				       : NULL;
 	if (decl_end) {

@@ -27,14 +27,25 @@ __attribute__((weak)) int LLVMFuzzerInitialize(int *argc, char ***argv)
 static int run_file(const char *path, unsigned long *count)
 {
 	char *data = NULL;
+	uint8_t *exact;
 	size_t len = 0;
 
 	if (fm_read_file(path, REPLAY_MAX_INPUT, &data, &len) != 0) {
 		fprintf(stderr, "replay: cannot read %s: %s\n", path, strerror(errno));
 		return 1;
 	}
-	LLVMFuzzerTestOneInput((const uint8_t *)data, len);
+	/* An exact-size copy, as libFuzzer gives: a read past the end of the
+	 * input is then a sanitizer report here too. */
+	exact = malloc(len ? len : 1);
+	if (!exact) {
+		free(data);
+		fprintf(stderr, "replay: out of memory for %s\n", path);
+		return 1;
+	}
+	memcpy(exact, data, len);
 	free(data);
+	LLVMFuzzerTestOneInput(exact, len);
+	free(exact);
 	(*count)++;
 	return 0;
 }
