@@ -32,6 +32,9 @@
 
 enum { EXIT_OK = 0, EXIT_FINDINGS = 1, EXIT_USAGE = 2, EXIT_FAILURE_IO = 3 };
 
+/* submit, status, results, cancel, report (cmd_met.c); -1 = not one of them. */
+int titulos_cmd_met(const char *cmd, int argc, char **argv);
+
 #define MAX_PATH 4096
 
 static void print_findings(const struct titulo_findings *f, const char *prefix)
@@ -1080,6 +1083,9 @@ int main(int argc, char **argv)
 		return cmd_show(argc - 1, argv + 1);
 	if (strcmp(cmd, "codes") == 0)
 		return cmd_codes(argc - 1, argv + 1);
+	int met_status = titulos_cmd_met(cmd, argc - 1, argv + 1);
+	if (met_status >= 0)
+		return met_status;
 	fprintf(stderr, "titulos: unknown command '%s'\n", cmd);
 	usage(stderr);
 	return EXIT_USAGE;

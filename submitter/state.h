@@ -1,0 +1,183 @@
+/*
+ * Lot state of the submitter (prefix met_state_): titles, lots and an
+ * event history. One narrow interface; this build's backend is SQLite in
+ * WAL mode (state.c). A shared backend (PostgreSQL) for several registrars
+ * implements the same functions.
+ *
+ * Every function that changes something is one transaction: either all of
+ * its changes and its event rows are stored, or none.
+ *
+ * Title status: built -> signed -> verified -> upload-unknown -> uploaded
+ * -> registered | rejected; registered -> cancelled. "upload-unknown" means
+ * the title was handed to a carga whose outcome is not known (from the
+ * moment the request may leave until the lot number is recorded); a later
+ * lot's result settles it (met-web-service.md §3, §11.4).
+ */
+#ifndef FIRMANTE_MET_STATE_H
+#define FIRMANTE_MET_STATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "met.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct met_state met_state;
+
+#define MET_ST_BUILT "built"
+#define MET_ST_SIGNED "signed"
+#define MET_ST_VERIFIED "verified"
+#define MET_ST_UPLOAD_UNKNOWN "upload-unknown"
+#define MET_ST_UPLOADED "uploaded"
+#define MET_ST_REGISTERED "registered"
+#define MET_ST_REJECTED "rejected"
+#define MET_ST_CANCELLED "cancelled"
+
+/* Lot status: sending (the carga may be in flight), accepted (numeroLote
+ * known), processed (results recorded), refused (carga answered without a
+ * lot number), unknown (outcome of the carga not known). */
+#define MET_LOT_SENDING "sending"
+#define MET_LOT_ACCEPTED "accepted"
+#define MET_LOT_PROCESSED "processed"
+#define MET_LOT_REFUSED "refused"
+#define MET_LOT_UNKNOWN "unknown"
+
+struct met_title {
+	char folio[128];
+	char curp[32];
+	char carrera[256];      /* cveCarrera and nombreCarrera, "103339 INGENIERÍA ..." */
+	char status[24];
+	char path[4096];
+	char sha256[65];        /* of the XML file */
+	char message[1024];     /* last message (the DGP's DESCRIPCION verbatim) */
+	int64_t lot_id;         /* last lot, 0 = none */
+	char numero_lote[32];   /* of that lot, "" when unknown */
+	int uploads;            /* how many lots the title was put in */
+	char updated[32];       /* UTC, ISO 8601 */
+};
+
+struct met_lot {
+	int64_t id;
+	char numero_lote[32];
+	char status[16];
+	char zip_path[4096];
+	char zip_sha256[65];
+	char result_path[4096];
+	char message[1024];
+	int titles;
+	int polls;
+	char created[32], sent[32], updated[32];
+};
+
+/*
+ * met_state_open - open or create the database at @path (and its parent
+ * directory, mode 0700), WAL journal, schema created or checked.
+ * @out: written on success; close with met_state_close().
+ * Returns 0, FIRMANTE_E_IO (cannot open or create: @err says why),
+ * FIRMANTE_E_CONFIG (a file of another kind or schema), FIRMANTE_E_NOMEM.
+ */
+int met_state_open(const char *path, met_state **out, struct met_error *err);
+
+/* met_state_close - NULL is a no-op. */
+void met_state_close(met_state *st);
+
+/*
+ * met_state_title_record - record a title at a pre-upload stage (built,
+ * signed or verified): new folios are inserted; a known folio moves forward
+ * only while it is not uploaded (a newer signed file replaces the older
+ * one before upload).
+ * Returns 0; FIRMANTE_E_INVALID when the folio is already past verified
+ * with a different SHA-256 (another document under a folio already sent:
+ * err says which); FIRMANTE_E_IO; FIRMANTE_E_NOMEM.
+ */
+int met_state_title_record(met_state *st, const struct met_title *t, struct met_error *err);
+
+/* met_state_title_get - the title of @folio. Returns 0, FIRMANTE_E_NOT_FOUND, FIRMANTE_E_IO. */
+int met_state_title_get(met_state *st, const char *folio, struct met_title *out,
+			struct met_error *err);
+
+/*
+ * met_state_titles_each - call @fn for each title (ordered by folio) whose
+ * status is one of @statuses (NULL-terminated list; NULL = all); stops
+ * when @fn returns non-zero and returns that value.
+ */
+int met_state_titles_each(met_state *st, const char *const *statuses,
+			  int (*fn)(const struct met_title *, void *), void *arg,
+			  struct met_error *err);
+
+/* met_state_lots_each - likewise for lots, ordered by id; @statuses as above. */
+int met_state_lots_each(met_state *st, const char *const *statuses,
+			int (*fn)(const struct met_lot *, void *), void *arg,
+			struct met_error *err);
+
+/*
+ * met_state_recover - lots left "sending" by an interrupted run become
+ * "unknown" (their titles stay upload-unknown). Returns 0 or FIRMANTE_E_IO.
+ * @count: may be NULL; receives how many lots changed.
+ */
+int met_state_recover(met_state *st, int *count, struct met_error *err);
+
+/*
+ * met_state_lot_begin - before a carga: a new lot "sending" with its ZIP
+ * path and SHA-256; each folio moves to upload-unknown in that lot
+ * (uploads + 1). Folios must be verified or upload-unknown.
+ * @lot_id: written on success.
+ * Returns 0, FIRMANTE_E_INVALID (a folio in another status), FIRMANTE_E_IO.
+ */
+int met_state_lot_begin(met_state *st, const char *const *folios, size_t n,
+			const char *zip_path, const char *zip_sha256, int64_t *lot_id,
+			struct met_error *err);
+
+/* met_state_lot_accepted - the carga gave @numero: lot accepted, its
+ * titles uploaded. */
+int met_state_lot_accepted(met_state *st, int64_t lot_id, const char *numero,
+			   const char *mensaje, struct met_error *err);
+
+/* met_state_lot_refused - the carga was refused (no lot number): the lot
+ * is refused and its titles go back to verified with @mensaje. */
+int met_state_lot_refused(met_state *st, int64_t lot_id, const char *mensaje,
+			  struct met_error *err);
+
+/* met_state_lot_unknown - the carga's outcome is unknown: the lot is
+ * unknown, its titles stay upload-unknown with @mensaje. */
+int met_state_lot_unknown(met_state *st, int64_t lot_id, const char *mensaje,
+			  struct met_error *err);
+
+/* met_state_lot_polled - record a consulta/descarga answer (polls + 1). */
+int met_state_lot_polled(met_state *st, int64_t lot_id, const char *mensaje,
+			 struct met_error *err);
+
+/*
+ * met_state_lot_results - record a lot's result rows and mark it processed.
+ * Per row, for a title of this lot: ESTATUS 1 -> registered; ESTATUS 2
+ * with "previamente registrado" for a title this state already put in an
+ * earlier lot (uploads > 1) -> registered (our own earlier upload got
+ * through, §11.4); other ESTATUS 2 -> rejected; a title already registered
+ * stays registered. DESCRIPCION is kept verbatim.
+ * @result_path: where the result ZIP was stored.
+ * Returns 0, FIRMANTE_E_IO.
+ */
+int met_state_lot_results(met_state *st, int64_t lot_id, const struct met_result_row *rows,
+			  size_t n, const char *result_path, struct met_error *err);
+
+/* met_state_title_cancelled - record a cancel answer for @folio:
+ * @cancelled 1 or 2 -> status cancelled; always an event with codigo and
+ * mensaje (and "review" when @review). Returns 0, FIRMANTE_E_NOT_FOUND,
+ * FIRMANTE_E_IO. */
+int met_state_title_cancelled(met_state *st, const char *folio, const char *motivo,
+			      int codigo, const char *mensaje, int cancelled, int review,
+			      struct met_error *err);
+
+/* met_state_counts_each - @fn(status, carrera, count) per status and
+ * career, ordered. */
+int met_state_counts_each(met_state *st,
+			  int (*fn)(const char *status, const char *carrera, long count, void *),
+			  void *arg, struct met_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
