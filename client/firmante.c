@@ -30,6 +30,8 @@ static void usage(FILE *f)
 		"            reordered line by number (exit status 1)\n"
 		"  pair list | pair revoke ORIGIN\n"
 		"            web pages paired with the browser listener; revoke one\n"
+		"  import --cer FILE.cer --key FILE.key [--token URI] ...\n"
+		"            put an e.firma on a token (see firmante import --help)\n"
 		"\n"
 		"Options:\n"
 		"  -s, --socket PATH  agent socket (default: $FIRMANTE_SOCKET, else\n"
@@ -121,6 +123,8 @@ static void print_keys(json_t *r)
 	}
 }
 
+int firmante_cmd_import(int argc, char **argv); /* client/cmd_import.c */
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -155,6 +159,9 @@ int main(int argc, char **argv)
 		return cmd_audit(socket_path, as_json, argc - optind, argv + optind);
 	if (optind < argc && strcmp(argv[optind], "pair") == 0)
 		return cmd_pair(socket_path, as_json, argc - optind, argv + optind);
+	/* Commands with their own options (client/cmd_*.c). */
+	if (optind < argc && strcmp(argv[optind], "import") == 0)
+		return firmante_cmd_import(argc - optind, argv + optind);
 	if (optind != argc - 1) {
 		usage(stderr);
 		return EXIT_USAGE;

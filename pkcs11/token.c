@@ -33,6 +33,8 @@
 #include "firmante/token.h"
 #include "firmante/util.h"
 
+#include "internal.h"
+
 /* Caps. */
 #define MAX_MODULES 64
 #define MAX_SLOTS 256
@@ -42,11 +44,6 @@
 #define PIN_MAX 256
 #define MAX_TOKEN_LOCKS 64    /* distinct tokens with their own signing lock */
 
-struct module {
-	CK_FUNCTION_LIST *funcs;
-	char name[256];
-	bool from_path; /* loaded with p11_kit_module_load() */
-};
 
 /* The signing lock of one token (by manufacturer, model, serial, label). */
 struct token_lock {
@@ -67,13 +64,6 @@ struct fp11_ctx {
 	bool hash_in_software; /* fp11_set_hash_in_software() */
 };
 
-/* A token found during one enumeration. */
-struct token_ref {
-	struct module *mod;
-	CK_SLOT_ID slot;
-	CK_TOKEN_INFO raw;
-	struct fp11_token_info info;
-};
 
 /* One object read from a token. */
 struct p11obj {
@@ -1277,4 +1267,24 @@ const char *fp11_ckr_name(unsigned long rv)
 	if (rv >= CKR_VENDOR_DEFINED)
 		return "CKR_VENDOR_DEFINED";
 	return "CKR_UNKNOWN";
+}
+
+/* ------------------------------------------------------------------ */
+/* For the other files of this room (internal.h). */
+
+int fp11_enum_tokens(fp11_ctx *ctx, struct token_ref **out, size_t *n)
+{
+	return enum_tokens(ctx, out, n);
+}
+
+int fp11_map_rv(unsigned long rv)
+{
+	return map_rv(rv);
+}
+
+int fp11_login(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, CK_USER_TYPE user,
+	       const struct fp11_token_info *tok, fp11_pin_cb pin_cb, void *pin_cb_data,
+	       bool *asked)
+{
+	return do_login(f, s, user, tok, pin_cb, pin_cb_data, asked);
 }

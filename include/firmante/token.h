@@ -189,6 +189,48 @@ int fp11_sign(fp11_ctx *ctx, const struct fp11_identity *id,
  */
 void fp11_set_hash_in_software(fp11_ctx *ctx, bool on);
 
+/* What fp11_import_efirma() wrote. */
+struct fp11_import_result {
+	char token_label[33];
+	char label[128];          /* CKA_LABEL of key, public key and certificate */
+	uint8_t id[64];           /* CKA_ID: the certificate's subject key identifier */
+	size_t id_len;
+	char no_certificado[21];
+};
+
+/*
+ * fp11_import_efirma - move a SAT e.firma onto a token.
+ * @token_uri: RFC 7512 token URI; NULL when exactly one token is present.
+ * @pin_cb: asked for the token's user PIN when it needs login.
+ * @cert_der: the .cer file (DER X.509). A CSD (subject OU present; SAT's
+ *            rule for telling the two apart) is refused.
+ * @key_der: the .key file: a DER EncryptedPrivateKeyInfo (PKCS#8, RFC 5208;
+ *           SAT uses PBES2 with PBKDF2 and DES-EDE3-CBC, RFC 8018).
+ * @password: UTF-8 password of the .key; when it fails, its ISO-8859-1 form
+ *            is tried too (older SAT tools encoded Ñ and accents so).
+ * The key must match the certificate. The private key is written with
+ * CKA_SENSITIVE true, CKA_EXTRACTABLE false, CKA_PRIVATE true, CKA_SIGN
+ * true; a public key object and the certificate are written beside it; all
+ * three get CKA_ID = the certificate's subject key identifier (RFC 5280
+ * §4.2.1.2; when absent, its method 1: SHA-1 of the subjectPublicKey) and
+ * the label "e.firma RFC noCertificado". An object with that CKA_ID
+ * already on the token is refused. If the token refuses an object, the
+ * ones written are removed. Decrypted key material lives only in secure
+ * memory and is wiped before return.
+ * @res: written on success. @detail: a sentence for the user on failure.
+ * Returns 0, FIRMANTE_E_CERT_INVALID, FIRMANTE_E_CERT_NOT_FIEL (CSD),
+ * FIRMANTE_E_PIN_INCORRECT (the password does not open the .key),
+ * FIRMANTE_E_BAD_DOCUMENT (the .key is not an encrypted PKCS#8 RSA key),
+ * FIRMANTE_E_INVALID (key and certificate differ; the id is already on the
+ * token; several tokens match), FIRMANTE_E_TOKEN_REMOVED (no token),
+ * FIRMANTE_E_TOO_LARGE (file above 64 KiB), FIRMANTE_E_BAD_REQUEST, token
+ * login errors as fp11_sign(), FIRMANTE_E_TOKEN, FIRMANTE_E_NOMEM.
+ */
+int fp11_import_efirma(fp11_ctx *ctx, const char *token_uri, fp11_pin_cb pin_cb,
+		       void *pin_cb_data, const uint8_t *cert_der, size_t cert_len,
+		       const uint8_t *key_der, size_t key_len, const char *password,
+		       struct fp11_import_result *res, char *detail, size_t detail_size);
+
 /*
  * fp11_ckr_name - "CKR_PIN_INCORRECT" etc. for a CK_RV value (for logs).
  */

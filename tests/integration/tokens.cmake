@@ -14,3 +14,8 @@ set_tests_properties(tokens_integration PROPERTIES
 add_test(NAME tokens_udev
          COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_tokens_udev.py)
 set_tests_properties(tokens_udev PROPERTIES ENVIRONMENT "${FIRMANTE_TEST_ENV}" LABELS "token")
+
+# firmante import of the SAT test FIEL (and refusal of the CSD) onto SoftHSM2.
+add_test(NAME tokens_import
+         COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_tokens_import.py)
+set_tests_properties(tokens_import PROPERTIES ENVIRONMENT "${FIRMANTE_TEST_ENV}" LABELS "token")
