@@ -46,6 +46,7 @@ static const struct err_row rows[] = {
 	{ FIRMANTE_E_INVALID, "invalid", 422, "A value breaks a rule" },
 	{ FIRMANTE_E_TOKEN_TIMEOUT, "token-timeout", 504, "The token did not answer in time; the request was abandoned" },
 	{ FIRMANTE_E_POLICY_LIMIT, "policy-limit", 429, "The caller reached the daily signature cap of its policy" },
+	{ FIRMANTE_E_BUSY, "busy", 503, "Too many requests are waiting for the holder; try again later" },
 };
 
 static const struct err_row *find(int err)

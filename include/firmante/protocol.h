@@ -73,7 +73,8 @@ enum firmante_err {
 	FIRMANTE_E_INVALID = -32,           /* "invalid" (a value broke a rule) */
 	FIRMANTE_E_TOKEN_TIMEOUT = -33,     /* "token-timeout" (a token call passed its deadline) */
 	FIRMANTE_E_POLICY_LIMIT = -34,      /* "policy-limit" (an unattended caller's daily cap) */
-	FIRMANTE_E__LAST = -34
+	FIRMANTE_E_BUSY = -35,              /* "busy" (too many requests waiting for the holder) */
+	FIRMANTE_E__LAST = -35
 };
 
 /*
