@@ -8,6 +8,7 @@
  *               [--path /v1/sign] [--header "Name: value"...] [--count N]
  *               [--warmup N] [--expect STATUS]
  *
+ * A --header "Host: ..." replaces the default "Host: localhost".
  * Prints one JSON object on stdout:
  *   {"threads":T,"ops":total,"seconds":wall,"rate":ops/s,
  *    "p50_us":..,"p99_us":..,"mean_us":..,"max_us":..}
@@ -242,9 +243,13 @@ static int build_request(struct job *j)
 		free(body);
 		return -1;
 	}
-	int off = snprintf(req, cap, "POST %s HTTP/1.1\r\nHost: localhost\r\n"
+	bool own_host = false;
+	for (size_t i = 0; i < j->t->nheaders; i++)
+		if (strncasecmp(j->t->headers[i], "Host:", 5) == 0)
+			own_host = true;
+	int off = snprintf(req, cap, "POST %s HTTP/1.1\r\n%s"
 			   "Content-Type: application/json\r\nContent-Length: %zu\r\n",
-			   j->t->path, n);
+			   j->t->path, own_host ? "" : "Host: localhost\r\n", n);
 	for (size_t i = 0; i < j->t->nheaders; i++)
 		off += snprintf(req + off, cap - (size_t)off, "%s\r\n", j->t->headers[i]);
 	off += snprintf(req + off, cap - (size_t)off, "\r\n");
