@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -159,6 +160,31 @@ static int problem_decode(const char *body, long http, struct firmante_problem *
 	return err;
 }
 
+/* Say why nothing answers on @path, in the holder's terms (curl's own text
+ * speaks of "localhost port 80", which is wrong for a Unix socket). */
+static void describe_unreachable(const char *path, char *msg, size_t size)
+{
+	struct stat st;
+	if (stat(path, &st) != 0) {
+		if (errno == ENOENT)
+			snprintf(msg, size,
+				 "no agent socket at %s: firmanted is not running, or uses another "
+				 "socket (see --socket and $FIRMANTE_SOCKET)", path);
+		else
+			snprintf(msg, size, "cannot reach the agent socket %s: %s", path,
+				 strerror(errno));
+	} else if (!S_ISSOCK(st.st_mode)) {
+		snprintf(msg, size, "%s is not a socket; is the path right?", path);
+	} else if (access(path, W_OK) != 0) {
+		snprintf(msg, size, "no permission to use the agent socket %s: %s", path,
+			 strerror(errno));
+	} else {
+		snprintf(msg, size,
+			 "nothing answers on %s: firmanted stopped and left its socket behind, "
+			 "or another user's agent owns it", path);
+	}
+}
+
 int firmante_client_request(firmante_client *c, const char *method, const char *path,
 			    const char *json_body, char **reply,
 			    struct firmante_problem *problem)
@@ -224,9 +250,7 @@ int firmante_client_request(firmante_client *c, const char *method, const char *
 				 FIRMANTE_MAX_BODY);
 		} else if (cc == CURLE_COULDNT_CONNECT) {
 			err = FIRMANTE_E_AGENT_UNREACHABLE;
-			snprintf(msg, sizeof(msg),
-				 "cannot connect to the agent at %s (%s); is firmanted running?",
-				 c->socket_path, errbuf[0] ? errbuf : curl_easy_strerror(cc));
+			describe_unreachable(c->socket_path, msg, sizeof(msg));
 		} else {
 			err = FIRMANTE_E_AGENT_UNREACHABLE;
 			snprintf(msg, sizeof(msg), "talking to the agent at %s failed: %s",
