@@ -49,6 +49,59 @@ static void cell_text(const FreeXL_CellValue *v, char *dst, size_t size)
 	}
 }
 
+/*
+ * The DGP's result workbook declares in its DIMENSIONS record (BIFF8,
+ * id 0x0200) a last column one lower than the cells it holds (the real
+ * met-result-lote257945.xls says 3 columns and fills 4). FreeXL refuses
+ * cells outside the declared area and gives no handle. This writes a
+ * private copy whose DIMENSIONS last column (exclusive) is one higher,
+ * as the format defines it, for FreeXL to read. Returns 0 or -1.
+ */
+static int widen_dimensions(const char *path, char *tmpl)
+{
+	char *data = NULL;
+	size_t len = 0;
+	int fd = -1, rc = -1, patched = 0;
+	if (fm_read_file(path, MAX_XLS_BYTES, &data, &len) != 0)
+		return -1;
+	for (size_t i = 0; i + 18 <= len; i++) {
+		unsigned char *r = (unsigned char *)data + i;
+		if (r[0] != 0x00 || r[1] != 0x02 || r[2] != 0x0e || r[3] != 0x00)
+			continue;
+		uint32_t rw_first = r[4] | r[5] << 8 | (uint32_t)r[6] << 16 | (uint32_t)r[7] << 24;
+		uint32_t rw_last = r[8] | r[9] << 8 | (uint32_t)r[10] << 16 | (uint32_t)r[11] << 24;
+		unsigned col_first = r[12] | r[13] << 8, col_last = r[14] | r[15] << 8;
+		unsigned reserved = r[16] | r[17] << 8;
+		if (rw_first > rw_last || rw_last > 65536 || col_first > col_last || col_last >= 256 ||
+		    reserved != 0)
+			continue;
+		col_last++;
+		r[14] = (unsigned char)(col_last & 0xff);
+		r[15] = (unsigned char)(col_last >> 8);
+		patched = 1;
+	}
+	if (!patched)
+		goto out;
+	fd = mkstemp(tmpl);
+	if (fd < 0)
+		goto out;
+	size_t off = 0;
+	while (off < len) {
+		ssize_t w = write(fd, data + off, len - off);
+		if (w <= 0)
+			goto out;
+		off += (size_t)w;
+	}
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (rc != 0 && fd >= 0)
+		unlink(tmpl);
+	free(data);
+	return rc;
+}
+
 int met_result_read_xls(const char *xls_path, struct met_result_row **rows, size_t *n,
 			struct met_error *err)
 {
@@ -58,7 +111,19 @@ int met_result_read_xls(const char *xls_path, struct met_result_row **rows, size
 	unsigned int sheets = 0, nrows = 0;
 	unsigned short ncols = 0;
 	int sheet = -1;
-	if (freexl_open(xls_path, &h) != FREEXL_OK) {
+	char widened[] = "/tmp/titulos-resultado-XXXXXX";
+	int have_widened = 0;
+	if (freexl_open(xls_path, &h) != FREEXL_OK || !h) {
+		if (h)
+			freexl_close(h);
+		h = NULL;
+		if (widen_dimensions(xls_path, widened) == 0) {
+			have_widened = 1;
+			if (freexl_open(widened, &h) != FREEXL_OK)
+				h = NULL;
+		}
+	}
+	if (!h) {
 		rc = fail(err, FIRMANTE_E_INVALID, "%s: not a legacy Excel (.xls) workbook", xls_path);
 		goto out;
 	}
@@ -143,6 +208,8 @@ out:
 	free(out);
 	if (h)
 		freexl_close(h);
+	if (have_widened)
+		unlink(widened);
 	return rc;
 }
 
