@@ -42,3 +42,9 @@ add_test(NAME titulos_build_examples
                  $<TARGET_FILE:titulos> ${CMAKE_SOURCE_DIR}
                  ${CMAKE_CURRENT_BINARY_DIR}/titulos-build-examples)
 set_tests_properties(titulos_build_examples PROPERTIES ENVIRONMENT "${FIRMANTE_TEST_ENV}" TIMEOUT 120)
+
+# Bad input, one test per rule and per case of issue 3 (rule code, field,
+# row and column asserted), the 5,000-row CSV with 50 seeded defects, the
+# configuration rules and titles from other systems.
+firmante_unit_test(test_rules SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_rules.c
+                   LIBS firmante-titulo PkgConfig::OPENSSL)
