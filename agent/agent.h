@@ -39,6 +39,7 @@ struct agent_config {
 	char audit_log[AGENT_PATH_MAX];     /* "" = $XDG_STATE_HOME/firmante/audit.log */
 	char policy_file[AGENT_PATH_MAX];   /* "" = no policy: everything interactive */
 	unsigned browser_port;              /* 0 = browser listener off (default) */
+	bool approval_queue;                /* approval = queue: `firmante approve` decides */
 	char pairings_file[AGENT_PATH_MAX]; /* "" = $XDG_STATE_HOME/firmante/paired-origins */
 	char source[AGENT_PATH_MAX];        /* file read, "" when defaults only */
 };
@@ -329,6 +330,39 @@ struct agent {
 };
 
 /* ------------------------------------------------------------------ */
+/* the approval queue (approval.c), configuration "approval = queue" */
+
+#define AGENT_MAX_PENDING 64
+
+/* agent_approval_content - what the holder is shown, as JSON (new reference). */
+struct json_t *agent_approval_content(const struct agent_approval *ap);
+
+/*
+ * agent_queue_wait - put @content (reference stolen) in the queue and wait
+ * for `firmante approve`, at most cfg->approval_timeout seconds. The wait
+ * ends early, cancelled, when the client on @client_fd (-1: not watched)
+ * closes its connection.
+ * @decision: "approved", "denied", "timeout", "cancelled" or "not-asked".
+ * Returns 0 (approved), FIRMANTE_E_USER_DENIED (@detail says which),
+ * FIRMANTE_E_BUSY (AGENT_MAX_PENDING waiting already), FIRMANTE_E_NOMEM.
+ */
+int agent_queue_wait(const struct agent_config *cfg, struct json_t *content, int client_fd,
+		     const char **decision, char *detail, size_t detail_size);
+
+/* agent_queue_list - the waiting requests, oldest first (new reference). */
+struct json_t *agent_queue_list(void);
+
+/*
+ * agent_queue_decide - approve (or deny) request @id, or every waiting one
+ * when @all. @count: how many were decided.
+ * Returns 0, or FIRMANTE_E_NOT_FOUND (no waiting request @id).
+ */
+int agent_queue_decide(unsigned long id, bool all, bool approve, size_t *count);
+
+/* agent_queue_close - at shutdown: cancel every waiting request, take no more. */
+void agent_queue_close(void);
+
+/* ------------------------------------------------------------------ */
 /* the signing path (sign.c) */
 
 /* One signature: what is shown, what is signed, what comes out. */
@@ -338,6 +372,7 @@ struct agent_sign_job {
 	const char *cadena;                    /* the cadena original (UTF-8) */
 	size_t cadena_len;
 	const char *cadena_sha256;             /* its SHA-256, lower-case hex */
+	int client_fd;                         /* the requester's connection, or -1 */
 	uint8_t sig[1024];                     /* out */
 	size_t sig_len;                        /* out */
 	char detail[1024];                     /* out, on failure */

@@ -233,6 +233,17 @@ static int apply_key(struct agent_config *cfg, const char *section, const char *
 		snprintf(dst, AGENT_PATH_MAX, "%s", value);
 		return 0;
 	}
+	if (!strcmp(name, "approval")) {
+		if (!strcmp(value, "pinentry"))
+			cfg->approval_queue = false;
+		else if (!strcmp(value, "queue"))
+			cfg->approval_queue = true;
+		else {
+			snprintf(msg, msg_size, "approval: expected pinentry or queue");
+			return FIRMANTE_E_CONFIG;
+		}
+		return 0;
+	}
 	if (!strcmp(name, "browser-port")) {
 		if (parse_long(value, 0, 65535, &n)) {
 			snprintf(msg, msg_size, "browser-port: expected a TCP port from 1 to 65535, "

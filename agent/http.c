@@ -35,7 +35,7 @@
 #define CONNECTION_TIMEOUT_S 60u
 
 enum endpoint { EP_NONE, EP_STATUS, EP_TOKENS, EP_KEYS, EP_SIGN, EP_PAIR, EP_PAIRINGS,
-		EP_REVOKE };
+		EP_REVOKE, EP_REQUESTS, EP_DECIDE };
 
 /* Which listener a request came in on (the daemon's closure). */
 struct listener {
@@ -149,6 +149,7 @@ static const char *method_of(enum endpoint ep)
 	case EP_SIGN:
 	case EP_PAIR:
 	case EP_REVOKE:
+	case EP_DECIDE:
 		return "POST";
 	default:
 		return "GET";
@@ -588,6 +589,12 @@ static enum MHD_Result ep_sign(struct MHD_Connection *c, struct request *rq)
 	job->cadena = cadena;
 	job->cadena_len = cadena_len;
 	job->cadena_sha256 = sha;
+	{
+		const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+		job->client_fd = ci ? ci->connect_fd : -1;
+	}
 	rc = agent_sign_one(a, job);
 	if (rc) {
 		snprintf(detail, sizeof(detail), "%s", job->detail);
@@ -727,6 +734,57 @@ static enum MHD_Result ep_revoke(struct MHD_Connection *c, struct request *rq)
 }
 
 /* ------------------------------------------------------------------ */
+/* approval queue: GET /v1/requests, POST /v1/requests (Unix socket only) */
+
+static enum MHD_Result ep_requests(struct MHD_Connection *c, struct request *rq)
+{
+	json_t *arr = agent_queue_list();
+
+	if (!arr)
+		return send_problem(c, rq, FIRMANTE_E_NOMEM, NULL);
+	return send_ok(c, rq, json_pack("{s:o, s:s}", "requests", arr, "approval",
+					rq->agent->cfg->approval_queue ? "queue" : "pinentry"));
+}
+
+static enum MHD_Result ep_decide(struct MHD_Connection *c, struct request *rq)
+{
+	char detail[DETAIL_MAX];
+	const char *decision;
+	json_t *req, *jid, *reply;
+	bool all, approve;
+	size_t count = 0;
+	int rc;
+
+	req = load_object(rq, detail, sizeof(detail));
+	if (!req)
+		return send_problem(c, rq, FIRMANTE_E_BAD_REQUEST, detail);
+	decision = json_string_value(json_object_get(req, "decision"));
+	jid = json_object_get(req, "request");
+	all = json_is_true(json_object_get(req, "all"));
+	if (!decision || (strcmp(decision, "approve") != 0 && strcmp(decision, "deny") != 0) ||
+	    (!all && (!json_is_integer(jid) || json_integer_value(jid) < 1))) {
+		json_decref(req);
+		return send_problem(c, rq, FIRMANTE_E_BAD_REQUEST,
+				    "expected {\"request\": N or \"all\": true, "
+				    "\"decision\": \"approve\" or \"deny\"}");
+	}
+	approve = !strcmp(decision, "approve");
+	rc = agent_queue_decide(all ? 0 : (unsigned long)json_integer_value(jid), all, approve,
+				&count);
+	if (rc) {
+		snprintf(detail, sizeof(detail), "no request %lld is waiting (decided, timed out, "
+			 "or cancelled already)", (long long)json_integer_value(jid));
+		json_decref(req);
+		return send_problem(c, rq, rc, detail);
+	}
+	reply = json_pack("{s:s, s:I}", "decision", decision, "decided", (json_int_t)count);
+	json_decref(req);
+	agent_log("uid=%lu %s %zu request(s) from the approval queue",
+		  (unsigned long)rq->caller.uid, approve ? "approved" : "denied", count);
+	return send_ok(c, rq, reply);
+}
+
+/* ------------------------------------------------------------------ */
 /* MHD glue */
 
 static enum endpoint route(const char *url)
@@ -745,6 +803,8 @@ static enum endpoint route(const char *url)
 		return EP_PAIRINGS;
 	if (!strcmp(url, "/v1/pairings/revoke"))
 		return EP_REVOKE;
+	if (!strcmp(url, "/v1/requests"))
+		return EP_REQUESTS;
 	return EP_NONE;
 }
 
@@ -841,7 +901,8 @@ static enum MHD_Result browser_first_call(struct MHD_Connection *c, struct reque
 				    "the pairing token of this web page is missing or not valid "
 				    "(it may have been revoked); pair the page again");
 	snprintf(rq->cors, sizeof(rq->cors), "%s", origin);
-	if (rq->ep == EP_NONE || rq->ep == EP_PAIRINGS || rq->ep == EP_REVOKE) {
+	if (rq->ep == EP_NONE || rq->ep == EP_PAIRINGS || rq->ep == EP_REVOKE ||
+	    rq->ep == EP_REQUESTS) {
 		snprintf(detail, sizeof(detail), "no endpoint %.100s on the browser port", rq->path);
 		return send_problem(c, rq, FIRMANTE_E_NOT_FOUND, detail);
 	}
@@ -885,6 +946,8 @@ static enum MHD_Result first_call(struct MHD_Connection *c, struct request *rq, 
 		snprintf(detail, sizeof(detail), "no endpoint %.100s; see docs/protocol.md", rq->path);
 		return send_problem(c, rq, FIRMANTE_E_NOT_FOUND, detail);
 	}
+	if (rq->ep == EP_REQUESTS && !strcmp(method, MHD_HTTP_METHOD_POST))
+		rq->ep = EP_DECIDE; /* same path: GET lists, POST decides */
 	return common_checks(c, rq, method);
 }
 
@@ -1012,6 +1075,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		return ep_pairings(c, rq);
 	case EP_REVOKE:
 		return ep_revoke(c, rq);
+	case EP_REQUESTS:
+		return ep_requests(c, rq);
+	case EP_DECIDE:
+		return ep_decide(c, rq);
 	default:
 		return send_problem(c, rq, FIRMANTE_E_NOT_FOUND, NULL);
 	}

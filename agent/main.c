@@ -93,6 +93,7 @@ static void print_config(const struct agent_config *cfg)
 	printf("max-clients = %u\n", cfg->max_clients);
 	printf("audit-log = %s\n", cfg->audit_log[0] ? cfg->audit_log : "(none: set audit-log)");
 	printf("policy = %s\n", cfg->policy_file[0] ? cfg->policy_file : "(none: every caller interactive)");
+	printf("approval = %s\n", cfg->approval_queue ? "queue" : "pinentry");
 	printf("browser-port = %u%s\n", cfg->browser_port, cfg->browser_port ? "" : " (off)");
 	printf("paired-origins = %s\n", cfg->pairings_file);
 }
@@ -275,6 +276,7 @@ out:
 	if (httpd)
 		quiesced_fd = MHD_quiesce_daemon(httpd);
 	agent_pinentry_abort_all();
+	agent_queue_close();
 	agent_http_stop(browserd);
 	agent_http_stop(httpd);
 	if (quiesced_fd >= 0)

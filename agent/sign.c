@@ -25,7 +25,8 @@
 static pthread_mutex_t dialog_lock = PTHREAD_MUTEX_INITIALIZER;
 
 struct pin_src {
-	agent_pinentry *pe;              /* interactive: pinentry */
+	const struct agent_config *cfg;
+	agent_pinentry *pe;              /* interactive: pinentry (opened when first needed) */
 	const struct agent_policy *pol;  /* unattended: the policy's PIN file */
 	const char *folio;
 	char detail[256];
@@ -36,8 +37,17 @@ static int pin_cb(void *data, const struct fp11_token_info *tok, bool context_sp
 {
 	struct pin_src *ps = data;
 
+	int rc;
+
 	if (ps->pol)
 		return agent_policy_read_pin(ps->pol, pin, pin_size, ps->detail, sizeof(ps->detail));
+	if (!ps->pe) {
+		rc = agent_pinentry_open(ps->cfg, &ps->pe, ps->detail, sizeof(ps->detail));
+		if (rc) {
+			ps->pe = NULL;
+			return rc;
+		}
+	}
 	return agent_pinentry_getpin(ps->pe, tok, context_specific, ps->folio, pin, pin_size,
 				     ps->detail, sizeof(ps->detail));
 }
@@ -76,13 +86,26 @@ out:
 	return rc;
 }
 
-/* The holder's decision on @job through pinentry CONFIRM. The dialog
- * stays open (*@pe) for the PIN. */
+/* The holder's decision on @job: through the approval queue
+ * (`firmante approve`), or pinentry CONFIRM, whose dialog then stays open
+ * (*@pe) for the PIN. Takes the dialog lock for pinentry (*@locked). */
 static int ask_holder(struct agent *a, struct agent_sign_job *job, agent_pinentry **pe,
-		      const char **decision)
+		      bool *locked, const char **decision)
 {
 	int rc;
 
+	if (a->cfg->approval_queue) {
+		rc = agent_queue_wait(a->cfg, agent_approval_content(job->approval),
+				      job->client_fd, decision, job->detail, sizeof(job->detail));
+		if (rc)
+			return rc;
+		/* Approved: the PIN dialog (if any) comes one at a time. */
+		pthread_mutex_lock(&dialog_lock);
+		*locked = true;
+		return 0;
+	}
+	pthread_mutex_lock(&dialog_lock);
+	*locked = true;
 	rc = agent_pinentry_open(a->cfg, pe, job->detail, sizeof(job->detail));
 	if (rc) {
 		*pe = NULL;
@@ -112,6 +135,7 @@ int agent_sign_one(struct agent *a, struct agent_sign_job *job)
 	int rc = 0, arc;
 
 	memset(&ps, 0, sizeof(ps));
+	ps.cfg = a->cfg;
 	ps.folio = job->approval->folio_control ? job->approval->folio_control : "";
 	pol = agent_policy_match(a->policies, job->caller);
 	if (pol && pol->unattended) {
@@ -143,12 +167,11 @@ int agent_sign_one(struct agent *a, struct agent_sign_job *job)
 		rc = agent_token_sign(a->p11, id, pin_cb, &ps, false, (const uint8_t *)job->cadena,
 			       job->cadena_len, job->sig, &sig_len);
 	} else {
-		pthread_mutex_lock(&dialog_lock);
-		locked = true;
-		rc = ask_holder(a, job, &pe, &decision);
+		rc = ask_holder(a, job, &pe, &locked, &decision);
 		if (rc)
 			goto out;
 		ps.pe = pe;
+		pe = NULL; /* ps owns it now */
 		/* The confirmation showed the "final try" warning: approving it
 		 * is the holder's explicit confirmation. */
 		rc = agent_token_sign(a->p11, id, pin_cb, &ps, id->token.user_pin_final_try,
@@ -185,6 +208,7 @@ out:
 	if (rc && reserved)
 		agent_policy_release(a->policies, pol);
 	agent_pinentry_close(pe);
+	agent_pinentry_close(ps.pe);
 	if (locked)
 		pthread_mutex_unlock(&dialog_lock);
 	memset(&rec, 0, sizeof(rec));

@@ -30,6 +30,9 @@ static void usage(FILE *f)
 		"            reordered line by number (exit status 1)\n"
 		"  pair list | pair revoke ORIGIN\n"
 		"            web pages paired with the browser listener; revoke one\n"
+		"  approve [--deny] [ID... | --all]\n"
+		"            signature requests waiting for you (approval = queue): list\n"
+		"            them with what they sign, approve or refuse them\n"
 		"  import --cer FILE.cer --key FILE.key [--token URI] ...\n"
 		"            put an e.firma on a token (see firmante import --help)\n"
 		"\n"
@@ -159,6 +162,8 @@ int main(int argc, char **argv)
 		return cmd_audit(socket_path, as_json, argc - optind, argv + optind);
 	if (optind < argc && strcmp(argv[optind], "pair") == 0)
 		return cmd_pair(socket_path, as_json, argc - optind, argv + optind);
+	if (optind < argc && strcmp(argv[optind], "approve") == 0)
+		return cmd_approve(socket_path, as_json, argc - optind, argv + optind);
 	/* Commands with their own options (client/cmd_*.c). */
 	if (optind < argc && strcmp(argv[optind], "import") == 0)
 		return firmante_cmd_import(argc - optind, argv + optind);
@@ -188,7 +193,11 @@ int main(int argc, char **argv)
 	struct firmante_problem prob;
 	char *reply = NULL;
 	int rc = firmante_client_new(socket_path, &cl);
-	if (rc < 0) {
+	if (rc == FIRMANTE_E_CONFIG) {
+		fprintf(stderr, "firmante: the agent socket path is too long (a Unix socket path "
+				"has at most 107 bytes)\n");
+		return EXIT_USAGE;
+	} else if (rc < 0) {
 		fprintf(stderr, "firmante: %s\n", firmante_err_title(rc));
 		return EXIT_AGENT;
 	}

@@ -174,6 +174,7 @@ def main():
 
 def body(env):
     decisions(env)
+    queue(env)
     audit_tamper(env)
     browser(env)
     unattended(env)
@@ -219,6 +220,85 @@ def decisions(env):
           "approved: audit records 1..4, decision approved, result signed")
     st_mode = os.stat(ok.audit).st_mode & 0o777
     check(st_mode == 0o600, f"audit log is 0600 ({oct(st_mode)})")
+
+
+# ------------------------------------------------------------------ queue
+
+def wait_pending(sock, n, timeout=15):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        st, _, o = ta.request(sock, "GET", "/v1/requests")
+        if st == 200 and len(o.get("requests", [])) >= n:
+            return o["requests"]
+        time.sleep(0.1)
+    return []
+
+
+def queue(env):
+    q = env.agent("queue", env.stub(), extra="approval = queue")
+    res = {}
+
+    def sign(key, rid):
+        res[key] = ta.request(q.sock, "POST", "/v1/sign", ta.sign_body(env.doc, "01", rid))
+
+    th = threading.Thread(target=sign, args=("a", "q-1"))
+    th.start()
+    pend = wait_pending(q.sock, 1)
+    r = cli("--socket", q.sock, "approve")
+    check(len(pend) == 1 and "folioControl:   2345678" in r.stdout and
+          "AICA770112HDFRNL01" in r.stdout and CURP1 in r.stdout and
+          "INGENIERÍA EN NANOTECNOLOGÍA" in r.stdout and "2011-08-10" in r.stdout and
+          "uid 0" in r.stdout, "firmante approve lists the waiting request with its title")
+    check("C_Sign" not in shim_calls(q.shimlog), "queued: nothing signed before the decision")
+    rid = str(pend[0]["request"]) if pend else "0"
+    r = cli("--socket", q.sock, "approve", rid)
+    th.join(30)
+    check(r.returncode == 0 and res.get("a", (0,))[0] == 200,
+          f"firmante approve ID -> signed ({r.returncode} {res.get('a', (0,))[0]})")
+
+    th = threading.Thread(target=sign, args=("b", "q-2"))
+    th.start()
+    pend = wait_pending(q.sock, 1)
+    r = cli("--socket", q.sock, "approve", "--deny", str(pend[0]["request"]) if pend else "0")
+    th.join(30)
+    check(res.get("b", (0, "", {}))[0] == 403 and res["b"][2].get("code") == "user-denied",
+          "firmante approve --deny ID -> 403 user-denied")
+    check(shim_calls(q.shimlog).count("C_Sign") == 1, "denied from the queue: no C_Sign")
+    check(audit_lines(q.audit)[-1]["decision"] == "denied", "queue denial audited")
+
+    # the requester goes away while waiting: cancelled, never signed
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(q.sock)
+    data = json.dumps(ta.sign_body(env.doc, "01", "q-3")).encode()
+    s.sendall(b"POST /v1/sign HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+              b"Content-Length: %d\r\n\r\n" % len(data) + data)
+    wait_pending(q.sock, 1)
+    s.close()
+    for _ in range(50):
+        if audit_lines(q.audit)[-1]["decision"] == "cancelled":
+            break
+        time.sleep(0.1)
+    check(audit_lines(q.audit)[-1]["decision"] == "cancelled" and
+          shim_calls(q.shimlog).count("C_Sign") == 1 and not wait_pending(q.sock, 1, 0.5),
+          "a request whose client left is cancelled: audit line, no C_Sign")
+
+    ths = [threading.Thread(target=sign, args=(k, k)) for k in ("c", "d")]
+    for t in ths:
+        t.start()
+    wait_pending(q.sock, 2)
+    r = cli("--socket", q.sock, "approve", "--all")
+    for t in ths:
+        t.join(30)
+    check(r.returncode == 0 and "Approved 2" in r.stdout and res.get("c", (0,))[0] == 200 and
+          res.get("d", (0,))[0] == 200, "firmante approve --all approves every waiting request")
+    r = cli("--socket", q.sock, "approve", "7777")
+    check(r.returncode == 1, "approving an unknown request -> exit 1")
+
+    qt = env.agent("queue-timeout", env.stub(), extra="approval = queue\napproval-timeout = 2")
+    st, _, o = ta.request(qt.sock, "POST", "/v1/sign", ta.sign_body(env.doc, "01"))
+    check(st == 403 and "no answer in 2 s" in o.get("detail", "") and
+          audit_lines(qt.audit)[-1]["decision"] == "timeout" and
+          "C_Sign" not in shim_calls(qt.shimlog), "queue: no decision in time -> refused, audited")
 
 
 # ------------------------------------------------------------------ audit
