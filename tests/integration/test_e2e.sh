@@ -5,7 +5,10 @@
 #  - every sello verifies with openssl over a cadena rebuilt outside our C code;
 #  - the keys on the demo token are CKA_SENSITIVE and not CKA_EXTRACTABLE;
 #  - titulos verify fails, naming the FirmaResponsable, when any one cadena
-#    field of a signed title is changed afterwards.
+#    field of a signed title is changed afterwards;
+#  - registration on the MET sandbox: every signed title registered, exactly
+#    once in the sandbox's own records; the demo's deliberately bad title
+#    rejected with the sandbox's reason.
 set -euo pipefail
 SRC=${FIRMANTE_SOURCE_DIR:?}; BIN=${FIRMANTE_BINARY_DIR:?}; S=${FIRMANTE_SHARED_DIR:?}
 demo=$BIN/e2e-demo
@@ -56,4 +59,24 @@ tamper 's/(<Profesionista[^>]* nombre=")([^"]*)"/\1X\2"/' "Profesionista/@nombre
 tamper 's/fechaExpedicion="[0-9-]*"/fechaExpedicion="2001-01-01"/' "Expedicion/@fechaExpedicion"
 tamper 's/folioControl="([^"]*)"/folioControl="\1X"/' "@folioControl"
 tamper 's/(<Institucion[^>]* nombreInstitucion=")([^"]*)"/\1\2 S.C."/' "Institucion/@nombreInstitucion"
+# Registration on the MET sandbox (the demo's last step).
+met=$demo/met
+"$BIN/submitter/titulos" results --json --state "$met/titulos.db" > "$met/results.json"
+"$SRC/tests/met_sandbox/met_sandbox.py" records --state "$met/sandbox-state" > "$met/records.json"
+/usr/bin/python3 - "$met/results.json" "$met/records.json" "${signed[@]}" <<'PY'
+import json, os, sys
+res = {r["folioControl"]: r for r in json.load(open(sys.argv[1]))}
+regs = json.load(open(sys.argv[2]))["registrations_by_folio"]
+folios = [os.path.basename(p)[:-4] for p in sys.argv[3:]]
+for f in folios:
+    assert res[f]["status"] == "registered", res[f]
+    assert res[f]["message"] == "Título electrónico registrado exitosamente", res[f]
+    assert regs.get(f) == 1, (f, regs.get(f))
+bad = [r for f, r in res.items() if f.endswith("-MAL")]
+assert len(bad) == 1 and bad[0]["status"] == "rejected", bad
+assert bad[0]["message"].startswith("Nombre de carrera no válido en el nodo Carrera: "), bad
+assert bad[0]["folioControl"] not in regs, regs
+print("MET sandbox: %d titles registered once each; %s rejected: %s"
+      % (len(folios), bad[0]["folioControl"], bad[0]["message"]))
+PY
 echo "e2e: $n titles signed and verified"
