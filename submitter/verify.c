@@ -4,6 +4,7 @@
  * (§11).
  */
 #include <limits.h>
+#include <pthread.h>
 #include <strings.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -23,11 +24,31 @@
 #include "firmante/util.h"
 #include "titulo-internal.h"
 
+/*
+ * Signer certificates already read, so that a batch reads each signer's
+ * certificate once: with OpenSSL 3.0, d2i_X509 (its public key decoders)
+ * costs more than the RSA verification of the sello itself, and a batch
+ * carries the same few certificates in every title. The cache holds what
+ * was read from the certificate, never a verdict about a sello.
+ */
+#define VERIFIER_CERT_CACHE 16
+
+struct cert_entry {
+	uint8_t *der;            /* owned copy; NULL when the slot is free */
+	size_t len;
+	int parse_rc;            /* fm_satcert_parse_der()'s result */
+	struct fm_satcert cert;  /* valid when parse_rc == 0 */
+	EVP_PKEY *pk;            /* RSA public key; NULL when not RSA */
+};
+
 struct titulo_verifier {
 	xmlSchemaPtr schema;
 	uint8_t *autoridad; /* DER of the authority certificate, or NULL */
 	size_t autoridad_len;
 	char autoridad_no[21]; /* its SAT number, "" when not a SAT serial */
+	pthread_mutex_t mu; /* guards certs and next */
+	struct cert_entry certs[VERIFIER_CERT_CACHE];
+	size_t next; /* slot replaced next (round robin) */
 };
 
 int titulo_verifier_new(const char *xsd_path, titulo_verifier **out, struct titulo_error *err)
@@ -47,6 +68,12 @@ int titulo_verifier_new(const char *xsd_path, titulo_verifier **out, struct titu
 	}
 	v = calloc(1, sizeof(*v));
 	if (!v) {
+		rc = FIRMANTE_E_NOMEM;
+		goto out;
+	}
+	if (pthread_mutex_init(&v->mu, NULL) != 0) {
+		free(v);
+		v = NULL;
 		rc = FIRMANTE_E_NOMEM;
 		goto out;
 	}
@@ -83,7 +110,91 @@ void titulo_verifier_free(titulo_verifier *v)
 	if (v->schema)
 		xmlSchemaFree(v->schema);
 	free(v->autoridad);
+	for (size_t i = 0; i < VERIFIER_CERT_CACHE; i++) {
+		free(v->certs[i].der);
+		EVP_PKEY_free(v->certs[i].pk);
+	}
+	pthread_mutex_destroy(&v->mu);
 	free(v);
+}
+
+/* Read certificate @der: SAT fields (fm_satcert_parse_der) and, when they
+ * read, its RSA public key. Returns 0 or FIRMANTE_E_NOMEM; @e is filled on
+ * success (e->pk NULL when the key is not RSA). */
+static int cert_read(const uint8_t *der, size_t len, struct cert_entry *e)
+{
+	struct cert_entry r = { 0 };
+	r.parse_rc = fm_satcert_parse_der(der, len, &r.cert);
+	if (r.parse_rc == FIRMANTE_E_NOMEM)
+		return FIRMANTE_E_NOMEM;
+	if (r.parse_rc == 0) {
+		const unsigned char *p = der;
+		X509 *x = d2i_X509(NULL, &p, (long)len);
+		r.pk = x ? X509_get_pubkey(x) : NULL;
+		X509_free(x);
+		if (r.pk && !EVP_PKEY_is_a(r.pk, "RSA")) {
+			EVP_PKEY_free(r.pk);
+			r.pk = NULL;
+		}
+	}
+	*e = r;
+	return 0;
+}
+
+/*
+ * cert_lookup - what certificate @der says, from @v's cache or read now
+ * and remembered (@v may be NULL: no cache). On success *@parse_rc is
+ * fm_satcert_parse_der()'s result, @cert its fields when that is 0, and
+ * *@pk a new reference to the RSA public key (caller frees) or NULL.
+ * Returns 0 or FIRMANTE_E_NOMEM.
+ */
+static int cert_lookup(titulo_verifier *v, const uint8_t *der, size_t len, int *parse_rc,
+		       struct fm_satcert *cert, EVP_PKEY **pk)
+{
+	struct cert_entry fresh;
+	int rc;
+	if (v) {
+		pthread_mutex_lock(&v->mu);
+		for (size_t i = 0; i < VERIFIER_CERT_CACHE; i++) {
+			struct cert_entry *e = &v->certs[i];
+			if (e->der && e->len == len && memcmp(e->der, der, len) == 0) {
+				if (e->pk && EVP_PKEY_up_ref(e->pk) != 1) {
+					pthread_mutex_unlock(&v->mu);
+					return FIRMANTE_E_NOMEM;
+				}
+				*parse_rc = e->parse_rc;
+				*cert = e->cert;
+				*pk = e->pk;
+				pthread_mutex_unlock(&v->mu);
+				return 0;
+			}
+		}
+		pthread_mutex_unlock(&v->mu);
+	}
+	rc = cert_read(der, len, &fresh);
+	if (rc)
+		return rc;
+	*parse_rc = fresh.parse_rc;
+	*cert = fresh.cert;
+	*pk = fresh.pk; /* the caller's reference */
+	if (!v)
+		return 0;
+	/* Remember it (best effort: without memory the result is still right). */
+	fresh.der = malloc(len);
+	if (!fresh.der || (fresh.pk && EVP_PKEY_up_ref(fresh.pk) != 1)) {
+		free(fresh.der);
+		return 0;
+	}
+	memcpy(fresh.der, der, len);
+	fresh.len = len;
+	pthread_mutex_lock(&v->mu);
+	struct cert_entry *slot = &v->certs[v->next];
+	v->next = (v->next + 1) % VERIFIER_CERT_CACHE;
+	free(slot->der);
+	EVP_PKEY_free(slot->pk);
+	*slot = fresh;
+	pthread_mutex_unlock(&v->mu);
+	return 0;
 }
 
 struct xsd_ctx {
@@ -165,25 +276,16 @@ out:
 	return rc;
 }
 
-/* Verify @sig over @data with the RSA public key of @der (RSASSA-PKCS1-v1_5,
- * SHA-256; §6). Returns 1 valid, 0 invalid, negative error. */
-static int sello_valid(const uint8_t *der, size_t der_len, const uint8_t *sig, size_t sig_len,
-		       const char *data, size_t data_len)
+/* Verify @sig over @data with the RSA public key @pk (RSASSA-PKCS1-v1_5,
+ * SHA-256; §6). Returns 1 valid, 0 invalid, negative error
+ * (FIRMANTE_E_CERT_INVALID when @pk is NULL). */
+static int sello_valid_pk(EVP_PKEY *pk, const uint8_t *sig, size_t sig_len, const char *data,
+			  size_t data_len)
 {
 	int rc;
-	const unsigned char *p = der;
-	X509 *x = d2i_X509(NULL, &p, (long)der_len);
-	EVP_PKEY *pk = NULL;
 	EVP_MD_CTX *md = NULL;
-	if (!x) {
-		rc = FIRMANTE_E_CERT_INVALID;
-		goto out;
-	}
-	pk = X509_get_pubkey(x);
-	if (!pk || !EVP_PKEY_is_a(pk, "RSA")) {
-		rc = FIRMANTE_E_CERT_INVALID;
-		goto out;
-	}
+	if (!pk)
+		return FIRMANTE_E_CERT_INVALID;
 	md = EVP_MD_CTX_new();
 	if (!md) {
 		rc = FIRMANTE_E_NOMEM;
@@ -196,6 +298,19 @@ static int sello_valid(const uint8_t *der, size_t der_len, const uint8_t *sig, s
 	rc = EVP_DigestVerify(md, sig, sig_len, (const unsigned char *)data, data_len) == 1;
 out:
 	EVP_MD_CTX_free(md);
+	return rc;
+}
+
+/* sello_valid_pk() with the RSA public key of certificate @der. */
+static int sello_valid(const uint8_t *der, size_t der_len, const uint8_t *sig, size_t sig_len,
+		       const char *data, size_t data_len)
+{
+	const unsigned char *p = der;
+	X509 *x = d2i_X509(NULL, &p, (long)der_len);
+	EVP_PKEY *pk = x ? X509_get_pubkey(x) : NULL;
+	int rc = FIRMANTE_E_CERT_INVALID;
+	if (pk && EVP_PKEY_is_a(pk, "RSA"))
+		rc = sello_valid_pk(pk, sig, sig_len, data, data_len);
 	EVP_PKEY_free(pk);
 	X509_free(x);
 	return rc;
@@ -212,9 +327,11 @@ out:
 	} while (0)
 
 /* All checks of FirmaResponsable @i (§5, §6, §7). */
-static int verify_firmante(const titulo *t, size_t i, struct titulo_findings *findings)
+static int verify_firmante(titulo_verifier *v, const titulo *t, size_t i,
+			   struct titulo_findings *findings)
 {
 	int rc = 0;
+	EVP_PKEY *pk = NULL;
 	uint8_t *sig = NULL, *der = NULL;
 	size_t sig_len = 0, der_len = 0;
 	char *cadena = NULL;
@@ -252,7 +369,10 @@ static int verify_firmante(const titulo *t, size_t i, struct titulo_findings *fi
 		ADDF("cert-invalid", i, c, "certificadoResponsable",
 		     "certificadoResponsable is not Base64 on one line without spaces (§7)");
 	} else {
-		int pr = fm_satcert_parse_der(der, der_len, &cert);
+		int pr = 0;
+		rc = cert_lookup(v, der, der_len, &pr, &cert, &pk);
+		if (rc)
+			goto out;
 		if (pr == FIRMANTE_E_NOMEM) {
 			rc = pr;
 			goto out;
@@ -296,14 +416,14 @@ static int verify_firmante(const titulo *t, size_t i, struct titulo_findings *fi
 	}
 
 	if (cert_ok && sig && cadena) {
-		int v = sello_valid(der, der_len, sig, sig_len, cadena, cadena_len);
-		if (v == FIRMANTE_E_NOMEM) {
-			rc = v;
+		int ok = sello_valid_pk(pk, sig, sig_len, cadena, cadena_len);
+		if (ok == FIRMANTE_E_NOMEM) {
+			rc = ok;
 			goto out;
-		} else if (v < 0) {
+		} else if (ok < 0) {
 			ADDF("cert-invalid", i, c, "certificadoResponsable",
 			     "the certificate's public key is not RSA; the sello cannot be checked");
-		} else if (v == 0) {
+		} else if (ok == 0) {
 			ADDF("sello-mismatch", i, c, "sello",
 			     "the sello does not verify over this FirmaResponsable's cadena original "
 			     "with the certificate's key (RSA PKCS#1 v1.5, SHA-256; §6): the document "
@@ -312,6 +432,7 @@ static int verify_firmante(const titulo *t, size_t i, struct titulo_findings *fi
 	}
 	rc = 0;
 out:
+	EVP_PKEY_free(pk);
 	free(sig);
 	free(der);
 	free(cadena);
@@ -631,7 +752,7 @@ int titulo_verify(titulo_verifier *v, const char *xml, size_t len, unsigned flag
 		goto out;
 	if (!(flags & TITULO_VERIFY_UNSIGNED)) {
 		for (size_t i = 0; i < titulo_firmantes_count(t); i++) {
-			rc = verify_firmante(t, i, findings);
+			rc = verify_firmante(v, t, i, findings);
 			if (rc)
 				goto out;
 		}

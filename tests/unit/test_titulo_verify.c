@@ -6,6 +6,7 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -329,6 +330,52 @@ static void test_xsd_and_autenticacion(void **state)
 	free(xml);
 }
 
+/* One verifier, more distinct certificates than it remembers (its cache of
+ * read certificates holds 16), each seen twice in turn: the title signed
+ * with g_key verifies with every certificate of g_key, and fails (sello)
+ * with every certificate of another key, whatever was read before. A
+ * certificate's number and kind come from that certificate (a CSD is
+ * refused, a FIEL is not). */
+static void test_many_certificates(void **state)
+{
+	(void)state;
+	enum { N = 20 };
+	EVP_PKEY *other = EVP_RSA_gen(2048);
+	assert_non_null(other);
+	char *certs[N], nocerts[N][21];
+	for (int k = 0; k < N; k++) {
+		snprintf(nocerts[k], sizeof(nocerts[k]), "300010000003000%05d", 100 + k);
+		certs[k] = make_cert(k % 2 ? other : g_key, TEST_CURP, nocerts[k],
+				     k % 5 == 4 ? "CSD01_PRUEBA" : NULL);
+	}
+	for (int round = 0; round < 2; round++) {
+		for (int k = 0; k < N; k++) {
+			size_t len;
+			char *xml = signed_example(certs[k], nocerts[k], &len);
+			struct titulo_findings f = { 0 };
+			int rc = titulo_verify(g_v, xml, len, 0, &f);
+			bool want_sello_error = k % 2 == 1, want_csd = k % 5 == 4;
+			if (!want_sello_error && !want_csd) {
+				dump(&f);
+				assert_int_equal(rc, 0);
+			} else {
+				assert_int_equal(rc, FIRMANTE_E_INVALID);
+			}
+			assert_true((find_field(&f, "sello") != NULL) == want_sello_error);
+			assert_null(find_field(&f, "noCertificadoResponsable"));
+			bool csd_found = false;
+			for (size_t i = 0; i < f.count; i++)
+				csd_found |= f.items[i].code == FIRMANTE_E_CERT_NOT_FIEL;
+			assert_true(csd_found == want_csd);
+			titulo_findings_clear(&f);
+			free(xml);
+		}
+	}
+	for (int k = 0; k < N; k++)
+		free(certs[k]);
+	EVP_PKEY_free(other);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -338,6 +385,7 @@ int main(void)
 		cmocka_unit_test(test_csd),
 		cmocka_unit_test(test_known_answer),
 		cmocka_unit_test(test_xsd_and_autenticacion),
+		cmocka_unit_test(test_many_certificates),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
