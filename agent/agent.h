@@ -365,6 +365,21 @@ void agent_queue_close(void);
 /* ------------------------------------------------------------------ */
 /* the signing path (sign.c) */
 
+#define AGENT_MAX_BATCH 1000
+
+/*
+ * A batch the holder approved once (POST /v1/sign-batch). The PIN asked
+ * for its first signature is kept here, and only here, until the batch
+ * ends (agent_batch_end wipes it); a PIN the token refuses ends the batch.
+ */
+struct agent_batch {
+	char id[40];                 /* "batch-<n>", in the audit records */
+	bool unattended;             /* approved by policy, not by the holder */
+	agent_pinentry *pe;          /* the dialog, kept for the PIN */
+	char pin[AGENT_PIN_MAX + 1];
+	bool have_pin;
+};
+
 /* One signature: what is shown, what is signed, what comes out. */
 struct agent_sign_job {
 	const struct agent_caller *caller;
@@ -373,6 +388,7 @@ struct agent_sign_job {
 	size_t cadena_len;
 	const char *cadena_sha256;             /* its SHA-256, lower-case hex */
 	int client_fd;                         /* the requester's connection, or -1 */
+	struct agent_batch *batch;             /* an item of an approved batch, or NULL */
 	uint8_t sig[1024];                     /* out */
 	size_t sig_len;                        /* out */
 	char detail[1024];                     /* out, on failure */
@@ -391,6 +407,28 @@ struct agent_sign_job {
  * FIRMANTE_E_PINENTRY, FIRMANTE_E_CONFIG, FIRMANTE_E_IO, ...
  */
 int agent_sign_one(struct agent *a, struct agent_sign_job *job);
+
+/*
+ * agent_approve_batch - the one decision for a batch: an unattended policy
+ * of @caller, else the holder through the approval queue or a pinentry
+ * dialog showing @text (the manifest); @manifest (borrowed) is what the
+ * queue shows. Writes one audit record (event "sign-batch").
+ * @b: filled on approval (id, unattended, the open dialog); release with
+ *     agent_batch_end().
+ * Returns 0, FIRMANTE_E_USER_DENIED, FIRMANTE_E_PINENTRY, FIRMANTE_E_BUSY,
+ * FIRMANTE_E_NOMEM, FIRMANTE_E_IO (audit record not written).
+ */
+int agent_approve_batch(struct agent *a, const struct agent_caller *caller,
+			const struct fp11_identity *id, struct json_t *manifest, const char *text,
+			struct agent_batch *b, char *detail, size_t detail_size);
+
+/*
+ * agent_batch_end - close the batch's dialog and wipe its PIN; write the
+ * closing audit record with @result ("completed", "cancelled", an error
+ * code) and the counts. NULL @b is a no-op.
+ */
+void agent_batch_end(struct agent *a, const struct agent_caller *caller, struct agent_batch *b,
+		     const char *result, size_t signed_count, size_t total);
 
 /*
  * agent_pair_origin - ask the holder (pinentry, one dialog at a time) to

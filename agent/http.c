@@ -35,7 +35,7 @@
 #define CONNECTION_TIMEOUT_S 60u
 
 enum endpoint { EP_NONE, EP_STATUS, EP_TOKENS, EP_KEYS, EP_SIGN, EP_PAIR, EP_PAIRINGS,
-		EP_REVOKE, EP_REQUESTS, EP_DECIDE };
+		EP_REVOKE, EP_REQUESTS, EP_DECIDE, EP_SIGN_BATCH };
 
 /* Which listener a request came in on (the daemon's closure). */
 struct listener {
@@ -147,6 +147,7 @@ static const char *method_of(enum endpoint ep)
 {
 	switch (ep) {
 	case EP_SIGN:
+	case EP_SIGN_BATCH:
 	case EP_PAIR:
 	case EP_REVOKE:
 	case EP_DECIDE:
@@ -636,6 +637,462 @@ out:
 }
 
 /* ------------------------------------------------------------------ */
+/* POST /v1/sign-batch: one approval over a manifest, then the signatures
+ * streamed as JSON lines (application/x-ndjson) as they are made */
+
+struct batch_item {
+	char rid[FIRMANTE_MAX_REQUEST_ID + 1];
+	titulo *t;
+	char *cadena;
+	size_t cadena_len;
+	char sha[65];
+	size_t idx;
+	char graduate[400];
+	struct agent_approval ap;
+};
+
+struct batch_stream {
+	struct agent *agent;
+	struct agent_caller caller;
+	struct fp11_identity *id;
+	struct batch_item *items;
+	size_t n, next, signed_count;
+	bool header_sent, finished;
+	const char *stop_code;
+	struct agent_batch b;
+	bool approved;
+	char *cert_b64;
+	json_t *manifest;
+	char rid[FIRMANTE_MAX_REQUEST_ID + 1];
+	char *line;
+	size_t line_len, line_off;
+};
+
+static void batch_free(struct batch_stream *bs)
+{
+	if (!bs)
+		return;
+	if (bs->approved)
+		agent_batch_end(bs->agent, &bs->caller, &bs->b,
+				!bs->finished ? "cancelled" : bs->stop_code ? bs->stop_code : "completed",
+				bs->signed_count, bs->n);
+	for (size_t i = 0; bs->items && i < bs->n; i++) {
+		titulo_free(bs->items[i].t);
+		free(bs->items[i].cadena);
+	}
+	free(bs->items);
+	if (bs->id)
+		fp11_identities_free(bs->id, 1);
+	free(bs->cert_b64);
+	json_decref(bs->manifest);
+	if (bs->line) {
+		fm_wipe(bs->line, bs->line_len);
+		free(bs->line);
+	}
+	fm_wipe(&bs->b, sizeof(bs->b));
+	free(bs);
+}
+
+/* Parse @doc, find the certificate's FirmaResponsable, build its cadena. */
+static int batch_prepare(struct batch_stream *bs, struct batch_item *it, const char *doc,
+			 size_t len, char *detail, size_t size)
+{
+	const struct fp11_identity *id = bs->id;
+	struct titulo_error terr;
+	size_t n;
+	int rc;
+
+	memset(&terr, 0, sizeof(terr));
+	if (len > FIRMANTE_MAX_DOCUMENT) {
+		snprintf(detail, size, "%zu bytes; the limit is %u", len, FIRMANTE_MAX_DOCUMENT);
+		return FIRMANTE_E_TOO_LARGE;
+	}
+	rc = titulo_parse(doc, len, &it->t, &terr);
+	if (rc) {
+		it->t = NULL;
+		snprintf(detail, size, "%s: %s (line %d)", terr.field[0] ? terr.field : "document",
+			 terr.message, terr.line);
+		return rc == FIRMANTE_E_NOMEM ? rc : FIRMANTE_E_BAD_DOCUMENT;
+	}
+	n = titulo_firmantes_count(it->t);
+	for (it->idx = 0; it->idx < n; it->idx++) {
+		const char *curp = titulo_firmante_attr(it->t, it->idx, "curp");
+
+		if (curp && !strcmp(curp, id->cert.curp))
+			break;
+	}
+	if (it->idx == n) {
+		snprintf(detail, size, "no FirmaResponsable has curp=\"%s\", the CURP of certificate %s",
+			 id->cert.curp, id->cert.no_certificado);
+		return FIRMANTE_E_SIGNER_NOT_IN_DOCUMENT;
+	}
+	if (!titulo_firmante_attr(it->t, it->idx, "idCargo") ||
+	    !titulo_firmante_attr(it->t, it->idx, "cargo")) {
+		snprintf(detail, size, "FirmaResponsable[%zu]: the cargo row is missing", it->idx + 1);
+		return FIRMANTE_E_BAD_DOCUMENT;
+	}
+	rc = titulo_cadena(it->t, it->idx, &it->cadena, &it->cadena_len);
+	if (rc) {
+		it->cadena = NULL;
+		snprintf(detail, size, "the cadena original cannot be built: %s",
+			 firmante_err_title(rc));
+		return rc;
+	}
+	rc = fm_sha256_hex(it->cadena, it->cadena_len, it->sha);
+	if (rc)
+		return rc;
+	{
+		const char *nom = titulo_attr(it->t, "Profesionista", "nombre");
+		const char *ap1 = titulo_attr(it->t, "Profesionista", "primerApellido");
+		const char *ap2 = titulo_attr(it->t, "Profesionista", "segundoApellido");
+
+		snprintf(it->graduate, sizeof(it->graduate), "%s %s%s%s", nom ? nom : "",
+			 ap1 ? ap1 : "", ap2 && ap2[0] ? " " : "", ap2 ? ap2 : "");
+	}
+	it->ap.caller = &bs->caller;
+	it->ap.identity = id;
+	it->ap.folio_control = titulo_attr(it->t, "TituloElectronico", "folioControl");
+	it->ap.graduate_name = it->graduate;
+	it->ap.graduate_curp = titulo_attr(it->t, "Profesionista", "curp");
+	it->ap.nombre_carrera = titulo_attr(it->t, "Carrera", "nombreCarrera");
+	it->ap.fecha_expedicion = titulo_attr(it->t, "Expedicion", "fechaExpedicion");
+	it->ap.nombre_institucion = titulo_attr(it->t, "Institucion", "nombreInstitucion");
+	it->ap.cargo = titulo_firmante_attr(it->t, it->idx, "cargo");
+	return 0;
+}
+
+/* The manifest (JSON) and the dialog text of the batch. */
+static int batch_manifest(struct batch_stream *bs, char *text, size_t size)
+{
+	const struct fp11_identity *id = bs->id;
+	json_t *careers = json_object(), *list = json_array();
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	unsigned char dig[32];
+	char msha[65], until[32], caller[700], line[300];
+	const char *key;
+	json_t *v;
+	size_t off = 0, shown = 0;
+	int rc = FIRMANTE_E_NOMEM;
+
+	if (!careers || !list || !md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
+		goto out;
+	for (size_t i = 0; i < bs->n; i++) {
+		const char *car = bs->items[i].ap.nombre_carrera ? bs->items[i].ap.nombre_carrera : "";
+		json_t *cnt = json_object_get(careers, car);
+
+		json_object_set_new(careers, car,
+				    json_integer(cnt ? json_integer_value(cnt) + 1 : 1));
+		EVP_DigestUpdate(md, bs->items[i].sha, 64);
+		EVP_DigestUpdate(md, "\n", 1);
+	}
+	EVP_DigestFinal_ex(md, dig, NULL);
+	for (int i = 0; i < 32; i++)
+		snprintf(msha + 2 * i, 3, "%02x", dig[i]);
+	json_object_foreach(careers, key, v)
+		json_array_append_new(list, json_pack("{s:s, s:I}", "nombreCarrera", key, "count",
+						      json_integer_value(v)));
+	bs->manifest = json_pack("{s:I, s:s, s:s, s:O, s:s, s:s}", "count", (json_int_t)bs->n,
+				 "firstFolioControl", bs->items[0].ap.folio_control ?
+				 bs->items[0].ap.folio_control : "",
+				 "lastFolioControl", bs->items[bs->n - 1].ap.folio_control ?
+				 bs->items[bs->n - 1].ap.folio_control : "",
+				 "careers", list, "manifestSha256", msha, "batch", "");
+	if (!bs->manifest)
+		goto out;
+	if (bs->caller.origin[0])
+		snprintf(caller, sizeof(caller), "web page %.200s (browser)", bs->caller.origin);
+	else
+		snprintf(caller, sizeof(caller), "uid %lu, %.400s (pid %ld)",
+			 (unsigned long)bs->caller.uid, bs->caller.exe, (long)bs->caller.pid);
+	text[0] = '\0';
+#define ADD(...) do { int w_ = snprintf(text + off, size - off, __VA_ARGS__); \
+		      if (w_ > 0 && (size_t)w_ < size - off) off += (size_t)w_; } while (0)
+	if (id->token.user_pin_final_try)
+		ADD("WARNING: the token allows ONE more PIN try; a wrong PIN locks it.\n");
+	ADD("A program asks to sign %zu T\xc3\xadtulos Electr\xc3\xb3nicos with your e.firma.\n",
+	    bs->n);
+	ADD("Caller: %.200s\n", caller);
+	ADD("Signer: %.70s (CURP %s)\n", id->cert.subject_cn, id->cert.curp);
+	ADD("Certificate: %s, valid until %s\n", id->cert.no_certificado,
+	    fm_time_iso8601(id->cert.not_after, until, sizeof(until)));
+	ADD("folioControl: %.40s to %.40s\n", json_string_value(json_object_get(bs->manifest,
+	    "firstFolioControl")), json_string_value(json_object_get(bs->manifest, "lastFolioControl")));
+	json_object_foreach(careers, key, v) {
+		if (shown++ == 4) {
+			ADD("... and %zu more careers\n", json_object_size(careers) - 4);
+			break;
+		}
+		snprintf(line, sizeof(line), "Career: %.80s (%lld)\n", key,
+			 (long long)json_integer_value(v));
+		ADD("%s", line);
+	}
+	ADD("Manifest SHA-256: %s\n", msha);
+	ADD("One PIN for the whole batch; each title is recorded in the audit log.");
+#undef ADD
+	rc = 0;
+out:
+	EVP_MD_CTX_free(md);
+	json_decref(careers);
+	json_decref(list);
+	return rc;
+}
+
+static const char *rq_folio(const struct batch_item *it)
+{
+	return it->ap.folio_control ? it->ap.folio_control : "";
+}
+
+/* Make the next line of the stream; false at the end. */
+static bool batch_next_line(struct batch_stream *bs)
+{
+	json_t *o = NULL;
+	struct agent_sign_job *job = NULL;
+	char *sello = NULL;
+	int rc;
+
+	if (!bs->header_sent) {
+		bs->header_sent = true;
+		o = json_pack("{s:O}", "batch", bs->manifest);
+		if (o && bs->rid[0])
+			json_object_set_new(o, "id", json_string(bs->rid));
+	} else if (bs->next < bs->n && !bs->stop_code) {
+		struct batch_item *it = &bs->items[bs->next];
+
+		job = calloc(1, sizeof(*job));
+		if (!job) {
+			bs->stop_code = "out-of-memory";
+			return batch_next_line(bs);
+		}
+		job->caller = &bs->caller;
+		job->approval = &it->ap;
+		job->cadena = it->cadena;
+		job->cadena_len = it->cadena_len;
+		job->cadena_sha256 = it->sha;
+		job->client_fd = -1;
+		job->batch = &bs->b;
+		rc = agent_sign_one(bs->agent, job);
+		if (!rc)
+			rc = fm_base64_encode(job->sig, job->sig_len, &sello);
+		if (rc) {
+			o = json_pack("{s:I, s:s, s:{s:s, s:i, s:s}}", "index", (json_int_t)bs->next,
+				      "id", it->rid, "problem", "code", firmante_err_code(rc), "status",
+				      firmante_err_http_status(rc), "detail",
+				      job->detail[0] ? job->detail : firmante_err_title(rc));
+			bs->stop_code = firmante_err_code(rc);
+		} else {
+			o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:I, s:s}", "index",
+				      (json_int_t)bs->next, "id", it->rid, "sello", sello,
+				      "certificadoResponsable", bs->cert_b64,
+				      "noCertificadoResponsable", bs->id->cert.no_certificado,
+				      "curp", bs->id->cert.curp, "firmanteIndex", (json_int_t)it->idx,
+				      "cadenaSha256", it->sha);
+			bs->signed_count++;
+		}
+		agent_log("uid=%lu %s item %zu/%zu folioControl=%s -> %s",
+			  (unsigned long)bs->caller.uid, bs->b.id, bs->next + 1, bs->n,
+			  rq_folio(it), rc ? firmante_err_code(rc) : "signed");
+		bs->next++;
+		fm_wipe(job, sizeof(*job));
+		free(job);
+		free(sello);
+	} else if (!bs->finished) {
+		bs->finished = true;
+		o = json_pack("{s:b, s:I, s:I, s:s}", "done", 1, "signed", (json_int_t)bs->signed_count,
+			      "total", (json_int_t)bs->n, "result",
+			      bs->stop_code ? bs->stop_code : "completed");
+	} else {
+		return false;
+	}
+	if (!o) {
+		bs->finished = true;
+		return false;
+	}
+	bs->line = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
+	json_decref(o);
+	if (!bs->line) {
+		bs->finished = true;
+		return false;
+	}
+	bs->line_len = strlen(bs->line);
+	bs->line[bs->line_len++] = '\n'; /* the NUL becomes the line end */
+	bs->line_off = 0;
+	return true;
+}
+
+static ssize_t batch_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct batch_stream *bs = cls;
+	size_t n;
+
+	if (!bs->line || bs->line_off == bs->line_len) {
+		if (bs->line) {
+			fm_wipe(bs->line, bs->line_len);
+			free(bs->line);
+			bs->line = NULL;
+		}
+		if (!batch_next_line(bs))
+			return MHD_CONTENT_READER_END_OF_STREAM;
+	}
+	n = bs->line_len - bs->line_off;
+	if (n > max)
+		n = max;
+	memcpy(buf, bs->line + bs->line_off, n);
+	bs->line_off += n;
+	return (ssize_t)n;
+}
+
+static void batch_reader_free(void *cls)
+{
+	batch_free(cls);
+}
+
+static enum MHD_Result ep_sign_batch(struct MHD_Connection *c, struct request *rq)
+{
+	struct agent *a = rq->agent;
+	struct batch_stream *bs = NULL;
+	struct MHD_Response *resp;
+	json_error_t jerr;
+	json_t *req = NULL, *v, *docs;
+	char detail[DETAIL_MAX], text[2048], where[200];
+	enum MHD_Result ret;
+	size_t i;
+	int rc = 0;
+
+	detail[0] = '\0';
+	bs = calloc(1, sizeof(*bs));
+	if (!bs)
+		return send_problem(c, rq, FIRMANTE_E_NOMEM, NULL);
+	bs->agent = a;
+	bs->caller = rq->caller;
+	req = json_loadb(rq->body ? rq->body : "", rq->len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!req || !json_is_object(req)) {
+		snprintf(detail, sizeof(detail), "the body must be a JSON object%s%s",
+			 req ? "" : ": ", req ? "" : jerr.text);
+		rc = FIRMANTE_E_BAD_REQUEST;
+		goto out;
+	}
+	v = json_object_get(req, "id");
+	if (v) {
+		if (!json_is_string(v) || !valid_request_id(json_string_value(v), json_string_length(v))) {
+			snprintf(detail, sizeof(detail), "\"id\" must be a string of at most %u "
+				 "printable characters", FIRMANTE_MAX_REQUEST_ID);
+			rc = FIRMANTE_E_BAD_REQUEST;
+			goto out;
+		}
+		snprintf(rq->id, sizeof(rq->id), "%s", json_string_value(v));
+		snprintf(bs->rid, sizeof(bs->rid), "%s", json_string_value(v));
+		rq->has_id = true;
+	}
+	v = json_object_get(req, "format");
+	if (!json_is_string(v) || strcmp(json_string_value(v), FIRMANTE_FORMAT_TITULO) != 0) {
+		snprintf(detail, sizeof(detail), "\"format\" must be \"%s\"", FIRMANTE_FORMAT_TITULO);
+		rc = json_is_string(v) ? FIRMANTE_E_UNSUPPORTED_FORMAT : FIRMANTE_E_BAD_REQUEST;
+		goto out;
+	}
+	v = json_object_get(req, "key");
+	if (!json_is_string(v) || strncmp(json_string_value(v), "pkcs11:", 7) != 0) {
+		snprintf(detail, sizeof(detail), "\"key\" must be a PKCS#11 URI (RFC 7512) of the signer's key");
+		rc = FIRMANTE_E_BAD_REQUEST;
+		goto out;
+	}
+	docs = json_object_get(req, "documents");
+	if (!json_is_array(docs) || json_array_size(docs) == 0 ||
+	    json_array_size(docs) > AGENT_MAX_BATCH) {
+		snprintf(detail, sizeof(detail),
+			 "\"documents\" must be an array of 1 to %d {\"id\", \"document\"} objects",
+			 AGENT_MAX_BATCH);
+		rc = json_is_array(docs) && json_array_size(docs) > AGENT_MAX_BATCH ?
+		     FIRMANTE_E_TOO_LARGE : FIRMANTE_E_BAD_REQUEST;
+		goto out;
+	}
+	rc = fp11_find_identity(a->p11, json_string_value(v), &bs->id);
+	if (rc) {
+		bs->id = NULL;
+		snprintf(detail, sizeof(detail), "no single key with a certificate matches the URI");
+		goto out;
+	}
+	rc = check_identity(a, bs->id, time(NULL), detail, sizeof(detail));
+	if (rc)
+		goto out;
+	bs->n = json_array_size(docs);
+	bs->items = calloc(bs->n, sizeof(*bs->items));
+	if (!bs->items) {
+		rc = FIRMANTE_E_NOMEM;
+		goto out;
+	}
+	json_array_foreach(docs, i, v) {
+		json_t *d = json_object_get(v, "document"), *did = json_object_get(v, "id");
+		char one[DETAIL_MAX];
+
+		if (did && (!json_is_string(did) ||
+			    !valid_request_id(json_string_value(did), json_string_length(did)))) {
+			snprintf(detail, sizeof(detail), "documents[%zu].id: at most %u printable "
+				 "characters", i, FIRMANTE_MAX_REQUEST_ID);
+			rc = FIRMANTE_E_BAD_REQUEST;
+			goto out;
+		}
+		snprintf(bs->items[i].rid, sizeof(bs->items[i].rid), "%s",
+			 did ? json_string_value(did) : "");
+		if (!json_is_string(d)) {
+			snprintf(detail, sizeof(detail), "documents[%zu].document: the unsigned XML "
+				 "as a JSON string is required", i);
+			rc = FIRMANTE_E_BAD_REQUEST;
+			goto out;
+		}
+		one[0] = '\0';
+		rc = batch_prepare(bs, &bs->items[i], json_string_value(d), json_string_length(d),
+				   one, sizeof(one));
+		if (rc) {
+			snprintf(where, sizeof(where), "documents[%zu]%s%.100s%s", i,
+				 bs->items[i].rid[0] ? " (" : "", bs->items[i].rid,
+				 bs->items[i].rid[0] ? ")" : "");
+			snprintf(detail, sizeof(detail), "%s: %.700s; nothing in the batch was signed",
+				 where, one);
+			goto out;
+		}
+	}
+	rc = batch_manifest(bs, text, sizeof(text));
+	if (rc)
+		goto out;
+	rc = fm_base64_encode(bs->id->cert_der, bs->id->cert_len, &bs->cert_b64);
+	if (rc) {
+		bs->cert_b64 = NULL;
+		goto out;
+	}
+	json_decref(req);
+	req = NULL;
+	/* The holder's one decision over the manifest (or the caller's policy). */
+	rc = agent_approve_batch(a, &bs->caller, bs->id, bs->manifest, text, &bs->b, detail,
+				 sizeof(detail));
+	if (rc)
+		goto out;
+	bs->approved = true;
+	json_object_set_new(bs->manifest, "batch", json_string(bs->b.id));
+	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, batch_reader, bs,
+						 batch_reader_free);
+	if (!resp) {
+		rc = FIRMANTE_E_NOMEM;
+		goto out;
+	}
+	bs = NULL; /* the response owns it */
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/x-ndjson");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	if (rq->cors[0]) {
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN, rq->cors);
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Origin");
+	}
+	ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
+	MHD_destroy_response(resp);
+	rq->responded = true;
+	log_request(rq, ret == MHD_YES ? MHD_HTTP_OK : 0, "batch-approved, streaming");
+	return ret;
+out:
+	json_decref(req);
+	batch_free(bs);
+	return send_problem(c, rq, rc, detail);
+}
+
+/* ------------------------------------------------------------------ */
 /* pairing: POST /v1/pair (browser), GET /v1/pairings, POST /v1/pairings/revoke */
 
 static json_t *load_object(struct request *rq, char *detail, size_t size)
@@ -797,6 +1254,8 @@ static enum endpoint route(const char *url)
 		return EP_KEYS;
 	if (!strcmp(url, "/v1/sign"))
 		return EP_SIGN;
+	if (!strcmp(url, "/v1/sign-batch"))
+		return EP_SIGN_BATCH;
 	if (!strcmp(url, "/v1/pair"))
 		return EP_PAIR;
 	if (!strcmp(url, "/v1/pairings"))
@@ -1069,6 +1528,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		return ep_keys(c, rq);
 	case EP_SIGN:
 		return ep_sign(c, rq);
+	case EP_SIGN_BATCH:
+		return ep_sign_batch(c, rq);
 	case EP_PAIR:
 		return ep_pair(c, rq);
 	case EP_PAIRINGS:

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
@@ -28,6 +30,7 @@ struct pin_src {
 	const struct agent_config *cfg;
 	agent_pinentry *pe;              /* interactive: pinentry (opened when first needed) */
 	const struct agent_policy *pol;  /* unattended: the policy's PIN file */
+	struct agent_batch *batch;       /* an approved batch: its PIN, asked once */
 	const char *folio;
 	char detail[256];
 };
@@ -41,6 +44,29 @@ static int pin_cb(void *data, const struct fp11_token_info *tok, bool context_sp
 
 	if (ps->pol)
 		return agent_policy_read_pin(ps->pol, pin, pin_size, ps->detail, sizeof(ps->detail));
+	if (ps->batch) {
+		struct agent_batch *b = ps->batch;
+
+		if (!b->have_pin) {
+			pthread_mutex_lock(&dialog_lock);
+			rc = 0;
+			if (!b->pe)
+				rc = agent_pinentry_open(ps->cfg, &b->pe, ps->detail,
+							 sizeof(ps->detail));
+			if (!rc)
+				rc = agent_pinentry_getpin(b->pe, tok, context_specific, ps->folio,
+							   b->pin, sizeof(b->pin), ps->detail,
+							   sizeof(ps->detail));
+			pthread_mutex_unlock(&dialog_lock);
+			if (rc)
+				return rc;
+			b->have_pin = true;
+		}
+		if (strlen(b->pin) >= pin_size)
+			return FIRMANTE_E_PINENTRY;
+		memcpy(pin, b->pin, strlen(b->pin) + 1);
+		return 0;
+	}
 	if (!ps->pe) {
 		rc = agent_pinentry_open(ps->cfg, &ps->pe, ps->detail, sizeof(ps->detail));
 		if (rc) {
@@ -166,6 +192,18 @@ int agent_sign_one(struct agent *a, struct agent_sign_job *job)
 		/* Unattended: a token in "final try" state is never tried. */
 		rc = agent_token_sign(a->p11, id, pin_cb, &ps, false, (const uint8_t *)job->cadena,
 			       job->cadena_len, job->sig, &sig_len);
+	} else if (job->batch) {
+		/* An item of a batch the holder approved (agent_approve_batch). */
+		decision = "approved-batch";
+		ps.batch = job->batch;
+		rc = agent_token_sign(a->p11, id, pin_cb, &ps,
+				      id->token.user_pin_final_try && !job->batch->have_pin,
+				      (const uint8_t *)job->cadena, job->cadena_len, job->sig,
+				      &sig_len);
+		if (rc == FIRMANTE_E_PIN_INCORRECT || rc == FIRMANTE_E_PIN_LOCKED) {
+			fm_wipe(job->batch->pin, sizeof(job->batch->pin));
+			job->batch->have_pin = false;
+		}
 	} else {
 		rc = ask_holder(a, job, &pe, &locked, &decision);
 		if (rc)
@@ -220,6 +258,7 @@ out:
 	rec.folio_control = job->approval->folio_control;
 	rec.cadena_sha256 = job->cadena_sha256;
 	rec.decision = decision;
+	rec.batch = job->batch ? job->batch->id : NULL;
 	rec.result = rc ? firmante_err_code(rc) : "signed";
 	arc = agent_audit_append(a->audit, &rec);
 	if (arc && !rc) {
@@ -288,4 +327,97 @@ out:
 		rc = FIRMANTE_E_IO;
 	}
 	return rc;
+}
+
+int agent_approve_batch(struct agent *a, const struct agent_caller *caller,
+			const struct fp11_identity *id, json_t *manifest, const char *text,
+			struct agent_batch *b, char *detail, size_t detail_size)
+{
+	static unsigned long batch_seq;
+	static pthread_mutex_t seq_lock = PTHREAD_MUTEX_INITIALIZER;
+	const struct agent_policy *pol = agent_policy_match(a->policies, caller);
+	struct agent_audit_record rec;
+	const char *decision = "not-asked";
+	char sha_note[160];
+	json_t *content;
+	int rc = 0;
+
+	memset(b, 0, sizeof(*b));
+	pthread_mutex_lock(&seq_lock);
+	snprintf(b->id, sizeof(b->id), "batch-%ld-%lu", (long)a->started, ++batch_seq);
+	pthread_mutex_unlock(&seq_lock);
+	if (pol && pol->unattended) {
+		b->unattended = true;
+		decision = "unattended";
+	} else if (a->cfg->approval_queue) {
+		struct agent_approval ap;
+
+		memset(&ap, 0, sizeof(ap));
+		ap.caller = caller;
+		ap.identity = id;
+		content = agent_approval_content(&ap);
+		if (content) {
+			json_object_del(content, "title");
+			json_object_set(content, "batch", manifest);
+		}
+		rc = agent_queue_wait(a->cfg, content, -1, &decision, detail, detail_size);
+	} else {
+		pthread_mutex_lock(&dialog_lock);
+		rc = agent_pinentry_open(a->cfg, &b->pe, detail, detail_size);
+		if (rc) {
+			b->pe = NULL;
+		} else {
+			rc = agent_pinentry_ask(b->pe, text, "Sign all", "Refuse", detail,
+						detail_size);
+			if (rc == FIRMANTE_E_USER_DENIED)
+				decision = agent_pinentry_timed_out(b->pe) ? "timeout" : "denied";
+			else if (!rc)
+				decision = "approved";
+		}
+		pthread_mutex_unlock(&dialog_lock);
+	}
+	snprintf(sha_note, sizeof(sha_note), "%s",
+		 json_string_value(json_object_get(manifest, "manifestSha256")) ?
+		 json_string_value(json_object_get(manifest, "manifestSha256")) : "");
+	memset(&rec, 0, sizeof(rec));
+	rec.event = "sign-batch";
+	rec.caller = caller;
+	rec.policy = pol ? pol->name : NULL;
+	rec.key = id->uri;
+	rec.no_certificado = id->cert.no_certificado;
+	rec.cadena_sha256 = sha_note; /* the manifest: SHA-256 over the list of cadenas */
+	rec.batch = b->id;
+	rec.decision = decision;
+	rec.result = rc ? firmante_err_code(rc) : "approved";
+	if (agent_audit_append(a->audit, &rec) != 0 && !rc) {
+		snprintf(detail, detail_size, "the audit record could not be written; nothing signed");
+		rc = FIRMANTE_E_IO;
+	}
+	if (rc) {
+		agent_pinentry_close(b->pe);
+		b->pe = NULL;
+	}
+	return rc;
+}
+
+void agent_batch_end(struct agent *a, const struct agent_caller *caller, struct agent_batch *b,
+		     const char *result, size_t signed_count, size_t total)
+{
+	struct agent_audit_record rec;
+	char res[96];
+
+	if (!b)
+		return;
+	agent_pinentry_close(b->pe);
+	b->pe = NULL;
+	fm_wipe(b->pin, sizeof(b->pin));
+	b->have_pin = false;
+	snprintf(res, sizeof(res), "%s: %zu of %zu signed", result, signed_count, total);
+	memset(&rec, 0, sizeof(rec));
+	rec.event = "sign-batch-end";
+	rec.caller = caller;
+	rec.batch = b->id;
+	rec.decision = !strcmp(result, "cancelled") ? "cancelled" : "none";
+	rec.result = res;
+	agent_audit_append(a->audit, &rec);
 }

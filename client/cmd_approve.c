@@ -82,6 +82,19 @@ static void print_request(json_t *r)
 	printf("  Signer CURP:    %s\n", js(cert, "curp"));
 	printf("  Certificate:    %s, valid until %s (token %s)\n", js(cert, "no_certificado"),
 	       js(cert, "not_after"), js(cert, "token"));
+	if (json_is_object(json_object_get(r, "batch"))) {
+		json_t *b = json_object_get(r, "batch"), *cars = json_object_get(b, "careers"), *car;
+		size_t k;
+
+		printf("  BATCH:          %lld titles, folioControl %s to %s\n",
+		       (long long)json_integer_value(json_object_get(b, "count")),
+		       js(b, "firstFolioControl"), js(b, "lastFolioControl"));
+		json_array_foreach(cars, k, car)
+			printf("  Career:         %s (%lld)\n", js(car, "nombreCarrera"),
+			       (long long)json_integer_value(json_object_get(car, "count")));
+		printf("  Manifest:       SHA-256 %s\n", js(b, "manifestSha256"));
+		return;
+	}
 	printf("  Cargo:          %s\n", js(t, "cargo"));
 	printf("  folioControl:   %s\n", js(t, "folioControl"));
 	printf("  Graduate:       %s\n", js(t, "graduate"));

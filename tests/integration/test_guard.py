@@ -175,6 +175,7 @@ def main():
 def body(env):
     decisions(env)
     queue(env)
+    batches(env)
     audit_tamper(env)
     browser(env)
     unattended(env)
@@ -299,6 +300,92 @@ def queue(env):
     check(st == 403 and "no answer in 2 s" in o.get("detail", "") and
           audit_lines(qt.audit)[-1]["decision"] == "timeout" and
           "C_Sign" not in shim_calls(qt.shimlog), "queue: no decision in time -> refused, audited")
+
+
+# ------------------------------------------------------------------ batches
+
+def batch_body(env, n, rid="b-1", bad=None):
+    docs = []
+    for i in range(n):
+        d = env.doc.replace('folioControl="2345678"', f'folioControl="90000{i:02d}"')
+        if bad == i:
+            d = "<not-a-title/>"
+        docs.append({"id": f"t-{i}", "document": d})
+    return {"id": rid, "format": "titulo-electronico", "key": ta.key_uri("01"), "documents": docs}
+
+
+def batch_stream(sock, body, stop_after=None):
+    conn = ta.UnixHTTPConnection(sock, 60)
+    conn.request("POST", "/v1/sign-batch", body=json.dumps(body).encode(),
+                 headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    if resp.status != 200:
+        o = json.loads(resp.read())
+        conn.close()
+        return resp.status, o, []
+    lines = []
+    while True:
+        ln = resp.readline()
+        if not ln:
+            break
+        lines.append(json.loads(ln))
+        if stop_after is not None and len(lines) >= stop_after:
+            break
+    conn.close()
+    return resp.status, resp.getheader("Content-Type"), lines
+
+
+def batches(env):
+    import hashlib
+    ag = env.agent("batch", env.stub())
+    st, ctype, lines = batch_stream(ag.sock, batch_body(env, 3))
+    sigs = [ln for ln in lines if "sello" in ln]
+    head = lines[0].get("batch", {}) if lines else {}
+    check(st == 200 and ctype == "application/x-ndjson" and len(sigs) == 3 and
+          lines[-1].get("done") and lines[-1].get("signed") == 3 and
+          [s["id"] for s in sigs] == ["t-0", "t-1", "t-2"],
+          f"sign-batch: 3 sellos streamed, then done ({st} {len(lines)} lines)")
+    msha = hashlib.sha256("".join(s["cadenaSha256"] + "\n" for s in sigs).encode()).hexdigest()
+    check(head.get("count") == 3 and head.get("firstFolioControl") == "9000000" and
+          head.get("lastFolioControl") == "9000002" and head.get("manifestSha256") == msha and
+          head.get("careers") == [{"nombreCarrera": "INGENIERÍA EN NANOTECNOLOGÍA", "count": 3}],
+          "sign-batch: manifest with count, folio range, careers, SHA-256 over the cadenas")
+    pelog = open(ag.pelog, encoding="utf-8").read()
+    check(pelog.count("CONFIRM") == 1 and pelog.count("GETPIN") == 1 and
+          "sign 3 T" in pelog and msha in pelog and "9000000 to 9000002" in pelog,
+          "sign-batch: one dialog showing the manifest, one PIN for the batch")
+    for _ in range(50):  # the closing record follows the last line sent
+        recs = audit_lines(ag.audit)
+        if recs[-1]["event"] == "sign-batch-end":
+            break
+        time.sleep(0.1)
+    check([r["event"] for r in recs] == ["sign-batch", "sign", "sign", "sign", "sign-batch-end"]
+          and all(r.get("batch") == recs[0]["batch"] for r in recs) and
+          recs[0]["cadenaSha256"] == msha and recs[-1]["result"] == "completed: 3 of 3 signed",
+          "sign-batch: audit lines for the approval, each title and the end")
+
+    st, o, _ = batch_stream(ag.sock, batch_body(env, 3, bad=1))
+    check(st == 422 and "documents[1] (t-1)" in o.get("detail", ""),
+          f"sign-batch with a bad document -> 422 naming it ({st})")
+
+    deny = env.agent("batch-deny", env.stub("--decision", "deny"))
+    st, o, _ = batch_stream(deny.sock, batch_body(env, 2))
+    check(st == 403 and o.get("code") == "user-denied" and
+          "C_Sign" not in shim_calls(deny.shimlog) and
+          audit_lines(deny.audit)[-1]["decision"] == "denied",
+          "sign-batch denied: nothing signed, audited")
+
+    ctl = os.path.join(env.work, "slow-sign.ctl")
+    write_control(ctl, "sign_delay_ms=400\n")
+    slow = env.agent("batch-cancel", env.stub(), control=ctl)
+    st, _, lines = batch_stream(slow.sock, batch_body(env, 6), stop_after=2)
+    time.sleep(2.5)
+    recs = audit_lines(slow.audit)
+    n_sign = shim_calls(slow.shimlog).count("C_Sign")
+    check(st == 200 and recs and recs[-1]["event"] == "sign-batch-end" and
+          recs[-1]["decision"] == "cancelled" and n_sign < 6,
+          f"sign-batch: the client closing cancels the rest ({n_sign} of 6 signed; "
+          f"{recs and recs[-1].get('result')})")
 
 
 # ------------------------------------------------------------------ audit
