@@ -504,6 +504,7 @@ struct lot_ids {
 	int64_t id[1024];
 	char numero[1024][32];
 	size_t n;
+	size_t skipped; /* beyond the cap: polled in a later pass */
 };
 
 static int collect_lot(const struct met_lot *l, void *arg)
@@ -513,6 +514,8 @@ static int collect_lot(const struct met_lot *l, void *arg)
 		ids->id[ids->n] = l->id;
 		snprintf(ids->numero[ids->n], sizeof(ids->numero[0]), "%s", l->numero_lote);
 		ids->n++;
+	} else {
+		ids->skipped++;
 	}
 	return 0;
 }
@@ -535,6 +538,7 @@ static int poll_lots(const struct common *c, met_state *st, const struct met_pro
 		free(ids);
 		return EXIT_FAILURE_IO;
 	}
+	*pending = ids->skipped;
 	for (size_t i = 0; i < ids->n; i++) {
 		const char *num = ids->numero[i];
 		int est = -1;

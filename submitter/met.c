@@ -779,7 +779,6 @@ int met_carga(const struct met_profile *p, const char *nombre, const char *paylo
 		rc = fail(err, credentials_refused(msg) ? FIRMANTE_E_FORBIDDEN : FIRMANTE_E_INVALID,
 			  "%s: refused by the MET service: %s", what,
 			  msg[0] ? msg : "no lot number and no message");
-		snprintf(mensaje, mlen, "%s", msg);
 		goto out;
 	}
 	memcpy(numero, num, strlen(num) + 1); /* < 32 checked above */

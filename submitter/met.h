@@ -101,8 +101,8 @@ int met_credentials_load(const char *path, char *usuario, char *password,
  * @numero: receives numeroLote (decimal text, up to 31 digits).
  * @mensaje: receives the service's mensaje (may be empty); @mlen its size.
  * Returns 0 with a numeroLote; FIRMANTE_E_FORBIDDEN or FIRMANTE_E_INVALID
- * when the service answered without a lot number (mensaje says why; the
- * upload was refused, nothing to reconcile); FIRMANTE_E_IO,
+ * when the service answered without a lot number (err->message quotes the
+ * service's mensaje; the upload was refused, nothing to reconcile); FIRMANTE_E_IO,
  * FIRMANTE_E_TIMEOUT, FIRMANTE_E_PROTOCOL on transport, HTTP, SOAP fault
  * or malformed answers (err->maybe_sent tells whether the lot may have
  * been received: then its outcome is unknown); FIRMANTE_E_TOO_LARGE;

@@ -121,6 +121,7 @@ class MetBase(unittest.TestCase):
         e.update(env or {})
         p = subprocess.run([TITULOS, args[0], "--state", self.state, *args[1:]],
                            capture_output=True, text=True, env=e, timeout=timeout)
+        self.assertNotIn("Sanitizer", p.stderr, p.stderr)
         if check is not None:
             self.assertEqual(p.returncode, check, "titulos %s: exit %d\n%s\n%s"
                              % (" ".join(args), p.returncode, p.stdout, p.stderr))
