@@ -252,6 +252,14 @@ class Crashes(MetBase):
         for f in folios:
             self.assertEqual(res[f]["status"], "registered", res[f])
         self.assert_registered_once(folios)
+        # The kill between the upload and the recording of numeroLote happened,
+        # and its titles were settled by the DGP's "previamente registrado".
+        lots = self.db_lots()
+        self.assertTrue(any(st == "unknown" for _, _, st in lots), lots)
+        self.assertFalse(any(st == "sending" for _, _, st in lots), lots)
+        self.assertTrue(any("earlier upload" in r["message"] for r in res.values()))
+        self.assertGreater(len(self.sb.records()["lots"]),
+                           len([1 for _, n, st in lots if n]), "no lot was lost in flight")
         self.assertLess(time.time() - start, 180, "crash runs took too long")
 
 
