@@ -71,9 +71,9 @@ echo "lintian: no errors, $(grep -c '^W: ' "$W/lintian.txt" || true) warnings"
 
 echo "== install =="
 export DEBIAN_FRONTEND=noninteractive
-if ! apt-get install -y -q "$W"/debs/*.deb > "$W/install.log" 2>&1; then
+if ! apt-get install -y -q --no-install-recommends "$W"/debs/*.deb > "$W/install.log" 2>&1; then
   apt-get update -q > /dev/null
-  apt-get install -y -q "$W"/debs/*.deb > "$W/install.log" 2>&1 || { cat "$W/install.log"; exit 1; }
+  apt-get install -y -q --no-install-recommends "$W"/debs/*.deb > "$W/install.log" 2>&1 || { cat "$W/install.log"; exit 1; }
 fi
 tail -n 3 "$W/install.log"
 for p in "${pkgs[@]}"; do
@@ -159,8 +159,8 @@ for p in "${pkgs[@]}"; do
   if dpkg-query -W "$p" > /dev/null 2>&1; then echo "FAIL: $p still known to dpkg"; left=1; fi
   while IFS= read -r path; do
     [ -e "$path" ] || [ -L "$path" ] || continue
-    if [ -d "$path" ] && [ ! -L "$path" ] && dpkg-query -S "$path" > /dev/null 2>&1; then
-      continue   # a directory other packages own too (/usr/bin, ...)
+    if [ -d "$path" ] && [ -n "$(ls -A "$path")" ]; then
+      continue   # a directory holding others' files too (/usr/bin, ...); ours are checked one by one
     fi
     echo "FAIL: left behind after purge: $path"; left=1
   done < "$W/$p.list"
