@@ -142,7 +142,7 @@ int agent_pairings_open(const char *path, struct agent_pairings **out, char *err
 			rc = FIRMANTE_E_CONFIG;
 			goto out;
 		}
-		if (sscanf(line, "%256s %65s %lld", origin, hash, &created) != 3 ||
+		if (sscanf(line, "%201s %65s %lld", origin, hash, &created) != 3 ||
 		    !agent_origin_valid(origin) || strlen(hash) != 64 ||
 		    strspn(hash, "0123456789abcdef") != 64) {
 			snprintf(err, err_size, "%s:%d: not an \"ORIGIN SHA256 CREATED\" line", path,

@@ -35,6 +35,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
  */
 int fuzz_memfile(const uint8_t *data, size_t size, char *path, size_t path_size);
 
+/* fuzz_write_file - create or replace @path (mode 0600) with @size bytes.
+ * Returns 0 or -1. */
+int fuzz_write_file(const char *path, const uint8_t *data, size_t size);
+
+/* fuzz_private_path - @name inside a private directory (0700) made at the
+ * first call and removed with its files at exit. Returns @buf. */
+char *fuzz_private_path(const char *name, char *buf, size_t size);
+
 /* fuzz_source_path - "@FIRMANTE_SOURCE_DIR/@rel" into @buf. Returns @buf. */
 char *fuzz_source_path(const char *rel, char *buf, size_t size);
 
