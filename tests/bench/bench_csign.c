@@ -9,7 +9,7 @@
  *               --data FILE [--count N] [--warmup N]
  *     Signs FILE's bytes N times per key; with several --key options one
  *     thread per key signs in parallel. Prints one JSON object on stdout:
- *     {"keys":K,"ops":total,"seconds":wall,"rate":ops/s,
+ *     {"keys":K,"ops":total,"seconds":wall,"rate":ops/s,"cpu_s":process CPU,
  *      "per_key":[{"key":..,"ops":..,"seconds":..,"rate":..,
  *                  "p50_us":..,"p99_us":..,"mean_us":..}]}
  *
@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <openssl/evp.h>
@@ -454,8 +455,13 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
-	printf("{\"keys\":%zu,\"ops\":%lu,\"seconds\":%.6f,\"rate\":%.3f,\"per_key\":[",
-	       nkeys, count * nkeys, wall, (double)(count * nkeys) / wall);
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	printf("{\"keys\":%zu,\"ops\":%lu,\"seconds\":%.6f,\"rate\":%.3f,\"cpu_s\":%.6f,"
+	       "\"per_key\":[",
+	       nkeys, count * nkeys, wall, (double)(count * nkeys) / wall,
+	       (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+		       (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6);
 	for (size_t i = 0; i < nkeys; i++) {
 		double sum = 0;
 		for (unsigned long j = 0; j < count; j++)
