@@ -20,6 +20,7 @@
 #include "firmante/util.h"
 #include "met.h"
 
+__attribute__((format(printf, 3, 4)))
 static int fail(struct met_error *err, int code, const char *fmt, ...)
 {
 	if (err) {

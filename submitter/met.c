@@ -27,6 +27,7 @@
 
 #define SOAP_ENV_NS "http://schemas.xmlsoap.org/soap/envelope/"
 
+__attribute__((format(printf, 3, 4)))
 static int fail(struct met_error *err, int code, const char *fmt, ...)
 {
 	if (err) {

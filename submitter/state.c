@@ -34,6 +34,7 @@ static const char SCHEMA[] =
 	"CREATE INDEX IF NOT EXISTS titles_status ON titles(status);"
 	"CREATE INDEX IF NOT EXISTS titles_lot ON titles(lot_id);";
 
+__attribute__((format(printf, 3, 4)))
 static int fail(struct met_error *err, int code, const char *fmt, ...)
 {
 	if (err) {
@@ -571,7 +572,7 @@ int met_state_lot_results(met_state *st, int64_t lot_id, const struct met_result
 		struct met_title t;
 		struct met_error e2 = { 0 };
 		const char *folio = r->folio;
-		char from_name[128];
+		char from_name[sizeof(r->archivo)];
 		if (!folio[0]) { /* no FOLIO CONTROL: fall back to ARCHIVO "<folio>.xml" */
 			snprintf(from_name, sizeof(from_name), "%s", r->archivo);
 			size_t l = strlen(from_name);

@@ -19,6 +19,7 @@
 
 #define MAX_XLS_BYTES (64u * 1024u * 1024u)
 
+__attribute__((format(printf, 3, 4)))
 static int fail(struct met_error *err, int code, const char *fmt, ...)
 {
 	if (err) {
