@@ -2,6 +2,7 @@
  * Builder: graduates' CSV + institution configuration + catalogs → one
  * unsigned Título Electrónico per row (§3, §4, §8, §9, §10, §12).
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -463,6 +464,17 @@ static char *fold_name(const char *s)
 	return p;
 }
 
+/* FNV-1a */
+static size_t folio_hash(const char *s)
+{
+	uint64_t h = 14695981039346656037ull;
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ull;
+	}
+	return (size_t)h;
+}
+
 static int is_blank_row(const struct te_csv_row *row)
 {
 	for (size_t j = 0; j < row->n; j++)
@@ -491,7 +503,8 @@ int titulo_build_csv_opts(const struct titulo_config *conf, const titulo_catalog
 	char *raw[C_N] = { 0 };
 	char *folded[C_N] = { 0 };
 	char **seen = NULL;
-	size_t nseen = 0;
+	unsigned long *seen_row = NULL;
+	size_t nslots = 0;
 	struct bctx b = { .file = csv_path, .findings = findings };
 	size_t errors = 0;
 	char today[16];
@@ -579,8 +592,10 @@ int titulo_build_csv_opts(const struct titulo_config *conf, const titulo_catalog
 		goto out;
 	}
 	/* folios of the rows seen so far (valid or not), for duplicates */
-	seen = calloc(csv.nrows, sizeof(*seen));
-	if (!seen) {
+	nslots = 2 * csv.nrows + 1;
+	seen = calloc(nslots, sizeof(*seen));
+	seen_row = calloc(nslots, sizeof(*seen_row));
+	if (!seen || !seen_row) {
 		rc = FIRMANTE_E_NOMEM;
 		goto out;
 	}
@@ -631,13 +646,14 @@ int titulo_build_csv_opts(const struct titulo_config *conf, const titulo_catalog
 		const char *ident = NULL;
 		check_row(&b, conf, cat, v, raw, today, &carrera, &ident);
 		if (v[C_FOLIO]) {
-			for (size_t i = 0; i < nseen; i++)
-				if (strcmp(seen[i], v[C_FOLIO]) == 0) {
-					finding(&b, "folio-duplicate", C_FOLIO,
-						"folioControl '%s' is repeated in this batch",
-						v[C_FOLIO]);
-					break;
-				}
+			/* open addressing over 2 × rows slots: never full */
+			size_t slot = folio_hash(v[C_FOLIO]) % nslots;
+			while (seen[slot] && strcmp(seen[slot], v[C_FOLIO]) != 0)
+				slot = (slot + 1) % nslots;
+			if (seen[slot])
+				finding(&b, "folio-duplicate", C_FOLIO,
+					"folioControl '%s' is repeated in this batch (row %lu has it too)",
+					v[C_FOLIO], seen_row[slot]);
 			if (opts && opts->folio_registered &&
 			    opts->folio_registered(opts->ctx, v[C_FOLIO]) == 1)
 				finding(&b, "folio-registered", C_FOLIO,
@@ -645,11 +661,14 @@ int titulo_build_csv_opts(const struct titulo_config *conf, const titulo_catalog
 					"rejects a folio registered before",
 					v[C_FOLIO]);
 			size_t fl = strlen(v[C_FOLIO]) + 1;
-			seen[nseen] = malloc(fl);
-			if (!seen[nseen])
-				b.nomem = 1;
-			else
-				memcpy(seen[nseen++], v[C_FOLIO], fl);
+			if (!seen[slot]) {
+				seen[slot] = malloc(fl);
+				if (!seen[slot])
+					b.nomem = 1;
+				else
+					memcpy(seen[slot], v[C_FOLIO], fl);
+				seen_row[slot] = b.row;
+			}
 		}
 		if (b.nomem) {
 			rc = FIRMANTE_E_NOMEM;
@@ -682,9 +701,10 @@ int titulo_build_csv_opts(const struct titulo_config *conf, const titulo_catalog
 	lote = NULL;
 	rc = 0;
 out:
-	for (size_t i = 0; i < nseen; i++)
+	for (size_t i = 0; seen && i < nslots; i++)
 		free(seen[i]);
 	free(seen);
+	free(seen_row);
 	for (int c = 0; c < C_N; c++) {
 		free(v[c]);
 		free(folded[c]);

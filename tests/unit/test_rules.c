@@ -145,10 +145,18 @@ static void make_row(const char *overrides, char *vals[NCOLS])
 	free(o);
 }
 
+static size_t g_cap; /* capacity of the buffer add_field() grows */
+
 static void add_field(char **buf, size_t *len, const char *v, int last)
 {
 	size_t n = strlen(v);
-	*buf = realloc(*buf, *len + 2 * n + 4);
+	if (!*buf)
+		g_cap = 0;
+	if (*len + 2 * n + 4 > g_cap) {
+		g_cap = (*len + 2 * n + 4) * 2;
+		*buf = realloc(*buf, g_cap);
+		assert_non_null(*buf);
+	}
 	char *p = *buf + *len;
 	*p++ = '"';
 	for (size_t i = 0; i < n; i++) {
@@ -735,6 +743,29 @@ static void test_catalog_trailing_space(void **state)
 	free(text);
 }
 
+/* The catalogs are data: a copy with a cargo the DGP added later is used
+ * without recompiling. */
+static void test_catalog_replaceable(void **state)
+{
+	(void)state;
+	char path[4096], *text = NULL;
+	size_t len;
+	assert_int_equal(fm_data_path("catalogos.csv", path, sizeof(path)), 0);
+	assert_int_equal(fm_read_file(path, 1u << 20, &text, &len), 0);
+	char *more = replace(text, "modalidadTitulacion,1,", "cargo,12,COORDINADOR DE TITULACIÓN,,\nmodalidadTitulacion,1,");
+	const char *p = write_tmp("catalogos.csv", more, strlen(more));
+	titulo_catalogos *c = NULL;
+	struct titulo_error err = { 0 };
+	assert_int_equal(titulo_catalogos_load(p, &c, &err), 0);
+	assert_string_equal(titulo_catalogo_descripcion(c, "cargo", "12"), "COORDINADOR DE TITULACIÓN");
+	assert_string_equal(titulo_catalogo_descripcion(c, "cargo", "11"),
+			    "TITULAR DE LA AUTORIDAD EDUCATIVA FEDERAL EN LA CIUDAD DE MÉXICO");
+	assert_null(titulo_catalogo_descripcion(g_cat, "cargo", "12"));
+	titulo_catalogos_free(c);
+	free(more);
+	free(text);
+}
+
 /* ---- titles from other systems ------------------------------------------ */
 
 #define T_CURP "EICA750212HDFRNL01"
@@ -1147,6 +1178,7 @@ int main(void)
 		cmocka_unit_test(test_bom_and_skip_invalid),
 		cmocka_unit_test(test_5000_rows_50_defects),
 		cmocka_unit_test(test_catalog_trailing_space),
+		cmocka_unit_test(test_catalog_replaceable),
 		cmocka_unit_test(test_signed_ok),
 		cmocka_unit_test(test_csd_not_fiel),
 		cmocka_unit_test(test_curp_not_certificate),
