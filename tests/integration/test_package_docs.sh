@@ -67,7 +67,7 @@ def commands(text):
         if inside:
             if not line.strip():
                 break
-            m = re.match(r'^  ([a-z][a-z-]*)(?: [a-z][a-z-|]*)*\s{2,}', line)
+            m = re.match(r'^  ([a-z][a-z-]*)\b', line)
             if m:
                 out.append(m.group(1))
     return out
@@ -96,6 +96,13 @@ if not cmds:
 for c in cmds:
     if f"*{c}" not in p1:
         failures.append(f"firmante --help has command '{c}', docs/man/firmante.1.scd does not")
+    # A command with its own help (the others print the general one).
+    r = subprocess.run([client, c, "--help"], capture_output=True, text=True, timeout=30,
+                       env=dict(os.environ, FIRMANTE_SOCKET="/nonexistent/agent.sock"))
+    if r.returncode == 0 and r.stdout != h:
+        for o in long_options(r.stdout):
+            if not in_page(p1, o):
+                failures.append(f"firmante {c} --help has {o}, docs/man/firmante.1.scd does not")
 
 pt = page("titulos.1.scd")
 h = help_text(titulos, "--help")
