@@ -66,14 +66,18 @@ static void usage(FILE *f)
 		"  -c, --config FILE   configuration file (default\n"
 		"                      $XDG_CONFIG_HOME/firmante/firmanted.conf; a missing\n"
 		"                      default file means built-in defaults)\n"
-		"      --check-config  read the configuration, print it and exit\n"
+		"      --check-config  read the configuration, report unknown keys, bad\n"
+		"                      values (FILE:LINE) and unsafe permissions, print the\n"
+		"                      settings and exit (1 when anything is wrong)\n"
 		"  -f, --foreground    run in the foreground (always the case)\n"
 		"  -h, --help          show this help and exit\n"
 		"  -V, --version       show the version and exit\n"
 		"\n"
 		"Configuration keys, section [agent]: socket, module (repeatable),\n"
 		"use-p11kit-modules, pinentry, approval-timeout, allow-extractable-keys,\n"
-		"max-clients. See examples/firmanted.conf and docs/protocol.md.\n");
+		"max-clients. See examples/firmanted.conf and docs/protocol.md.\n"
+		"Under systemd (firmanted.socket) the agent serves the socket it is given\n"
+		"and reports readiness. Manual: man firmanted, man firmanted.conf.\n");
 }
 
 static void print_config(const struct agent_config *cfg)
