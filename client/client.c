@@ -379,3 +379,260 @@ void firmante_sello_clear(struct firmante_sello *s)
 	free(s->certificado);
 	memset(s, 0, sizeof(*s));
 }
+
+/* ---- POST /v1/sign-batch: a JSON-lines stream ---------------------------- */
+
+#define BATCH_LINE_MAX (64u * 1024u)
+
+struct batch_rx {
+	CURL *h;
+	firmante_batch_cb cb;
+	void *cb_data;
+	struct firmante_batch_manifest m;
+	struct reply_buf line;   /* the line being received (or a problem body) */
+	size_t signed_count;
+	int stop_err;            /* the error that ended the batch */
+	struct firmante_problem stop_problem;
+	int done;                /* the final line arrived */
+	int cancelled;
+	int bad;                 /* a line could not be understood */
+};
+
+static void batch_manifest_from(json_t *b, struct firmante_batch_manifest *m)
+{
+	const char *v;
+
+	memset(m, 0, sizeof(*m));
+	m->count = (size_t)json_integer_value(json_object_get(b, "count"));
+	if ((v = json_string_value(json_object_get(b, "firstFolioControl"))))
+		snprintf(m->first_folio, sizeof(m->first_folio), "%s", v);
+	if ((v = json_string_value(json_object_get(b, "lastFolioControl"))))
+		snprintf(m->last_folio, sizeof(m->last_folio), "%s", v);
+	if ((v = json_string_value(json_object_get(b, "manifestSha256"))))
+		snprintf(m->manifest_sha256, sizeof(m->manifest_sha256), "%s", v);
+	if ((v = json_string_value(json_object_get(b, "batch"))))
+		snprintf(m->batch, sizeof(m->batch), "%s", v);
+}
+
+/* One complete line of a 200 stream. Returns 0 to go on. */
+static int batch_line(struct batch_rx *rx, const char *text)
+{
+	json_t *o = json_loads(text, 0, NULL), *b, *pr;
+	struct firmante_sello s = { 0 };
+	const char *id;
+	size_t index;
+	int rc = 0;
+
+	if (!o || !json_is_object(o)) {
+		rx->bad = 1;
+		json_decref(o);
+		return -1;
+	}
+	id = json_string_value(json_object_get(o, "id"));
+	if ((b = json_object_get(o, "batch")) && json_is_object(b)) {
+		batch_manifest_from(b, &rx->m);
+		if (rx->cb && rx->cb(rx->cb_data, &rx->m, (size_t)-1, NULL, NULL, NULL))
+			rx->cancelled = 1;
+	} else if (json_is_true(json_object_get(o, "done"))) {
+		rx->done = 1;
+	} else if ((pr = json_object_get(o, "problem")) && json_is_object(pr)) {
+		const char *code = json_string_value(json_object_get(pr, "code"));
+		const char *detail = json_string_value(json_object_get(pr, "detail"));
+
+		index = (size_t)json_integer_value(json_object_get(o, "index"));
+		rx->stop_err = firmante_err_from_code(code);
+		problem_set(&rx->stop_problem, rx->stop_err,
+			    (int)json_integer_value(json_object_get(pr, "status")), detail);
+		if (rx->cb)
+			rx->cb(rx->cb_data, &rx->m, index, id, NULL, &rx->stop_problem);
+	} else {
+		json_t *idx = json_object_get(o, "firmanteIndex");
+
+		index = (size_t)json_integer_value(json_object_get(o, "index"));
+		if ((rc = take_string(o, "sello", &s.sello)) < 0 ||
+		    (rc = take_string(o, "certificadoResponsable", &s.certificado)) < 0 ||
+		    (rc = copy_fixed(o, "noCertificadoResponsable", s.no_certificado,
+				     sizeof(s.no_certificado), 20)) < 0 ||
+		    (rc = copy_fixed(o, "curp", s.curp, sizeof(s.curp), 18)) < 0 ||
+		    (rc = copy_fixed(o, "cadenaSha256", s.cadena_sha256, sizeof(s.cadena_sha256),
+				     64)) < 0 ||
+		    !json_is_integer(idx) || json_integer_value(idx) < 0 ||
+		    json_integer_value(idx) > INT_MAX) {
+			rx->bad = 1;
+			rc = -1;
+		} else {
+			s.firmante_index = (int)json_integer_value(idx);
+			rx->signed_count++;
+			if (rx->cb && rx->cb(rx->cb_data, &rx->m, index, id, &s, NULL))
+				rx->cancelled = 1;
+		}
+		firmante_sello_clear(&s);
+	}
+	json_decref(o);
+	return rc || rx->cancelled ? -1 : 0;
+}
+
+static size_t on_batch_data(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	struct batch_rx *rx = userdata;
+	size_t n = size * nmemb;
+	long http = 0;
+
+	curl_easy_getinfo(rx->h, CURLINFO_RESPONSE_CODE, &http);
+	if (http != 200) /* a problem body: keep it whole */
+		return on_data(ptr, size, nmemb, &rx->line);
+	for (size_t i = 0; i < n; i++) {
+		if (ptr[i] != '\n') {
+			char c = ptr[i];
+
+			if (rx->line.len + 2 > BATCH_LINE_MAX) {
+				rx->bad = 1;
+				return 0;
+			}
+			if (on_data(&c, 1, 1, &rx->line) != 1)
+				return 0;
+			continue;
+		}
+		if (rx->line.len && batch_line(rx, rx->line.data) != 0)
+			return 0; /* cancelled or unreadable: close the connection */
+		rx->line.len = 0;
+		if (rx->line.data)
+			rx->line.data[0] = '\0';
+	}
+	return n;
+}
+
+int firmante_client_sign_batch(firmante_client *c, const char *key_uri, const char *request_id,
+			       const struct firmante_batch_doc *docs, size_t n,
+			       firmante_batch_cb cb, void *cb_data, size_t *signed_count,
+			       struct firmante_problem *problem)
+{
+	struct batch_rx rx;
+	struct curl_slist *hdrs = NULL;
+	json_t *req = NULL, *arr = NULL;
+	char *body = NULL, errbuf[CURL_ERROR_SIZE] = "";
+	long http = 0;
+	int rc;
+
+	memset(&rx, 0, sizeof(rx));
+	if (signed_count)
+		*signed_count = 0;
+	if (!c || !key_uri || !docs || n == 0 || n > 1000) {
+		problem_set(problem, FIRMANTE_E_BAD_REQUEST, 0, "1 to 1000 documents and a key are needed");
+		return FIRMANTE_E_BAD_REQUEST;
+	}
+	req = json_object();
+	arr = json_array();
+	if (!req || !arr) {
+		json_decref(arr);
+		rc = FIRMANTE_E_NOMEM;
+		problem_set(problem, rc, 0, NULL);
+		goto out;
+	}
+	json_object_set_new(req, "documents", arr);
+	for (size_t i = 0; i < n; i++) {
+		json_t *d = json_stringn(docs[i].xml ? docs[i].xml : "", docs[i].len);
+
+		if (!d || docs[i].len > FIRMANTE_MAX_DOCUMENT ||
+		    json_array_append_new(arr, json_pack("{s:s?, s:o}", "id", docs[i].id,
+							 "document", d))) {
+			char msg[200];
+
+			snprintf(msg, sizeof(msg), "document %zu%s%.100s is not valid UTF-8 or too large",
+				 i + 1, docs[i].id ? " " : "", docs[i].id ? docs[i].id : "");
+			rc = FIRMANTE_E_BAD_REQUEST;
+			problem_set(problem, rc, 0, msg);
+			goto out;
+		}
+	}
+	if (json_object_set_new(req, "format", json_string(FIRMANTE_FORMAT_TITULO)) ||
+	    json_object_set_new(req, "key", json_string(key_uri)) ||
+	    (request_id && json_object_set_new(req, "id", json_string(request_id)))) {
+		rc = FIRMANTE_E_BAD_REQUEST;
+		problem_set(problem, rc, 0, "bad key or request id");
+		goto out;
+	}
+	body = json_dumps(req, JSON_COMPACT);
+	if (!body || strlen(body) > FIRMANTE_MAX_BODY) {
+		rc = body ? FIRMANTE_E_TOO_LARGE : FIRMANTE_E_NOMEM;
+		problem_set(problem, rc, 0, body ? "the batch is larger than the agent accepts "
+			    "(8 MiB); send fewer titles at a time" : NULL);
+		goto out;
+	}
+	rx.h = c->curl;
+	rx.cb = cb;
+	rx.cb_data = cb_data;
+	curl_easy_reset(rx.h);
+	curl_easy_setopt(rx.h, CURLOPT_UNIX_SOCKET_PATH, c->socket_path);
+	curl_easy_setopt(rx.h, CURLOPT_URL, "http://localhost" FIRMANTE_API_PREFIX "/sign-batch");
+	curl_easy_setopt(rx.h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(rx.h, CURLOPT_CONNECTTIMEOUT, 10L);
+	/* A batch may take long; what must not last is silence. */
+	curl_easy_setopt(rx.h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(rx.h, CURLOPT_LOW_SPEED_TIME, c->timeout ? c->timeout : 600L);
+	curl_easy_setopt(rx.h, CURLOPT_PROTOCOLS_STR, "http");
+	curl_easy_setopt(rx.h, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(rx.h, CURLOPT_WRITEFUNCTION, on_batch_data);
+	curl_easy_setopt(rx.h, CURLOPT_WRITEDATA, &rx);
+	hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+	if (hdrs)
+		hdrs = curl_slist_append(hdrs, "Expect:");
+	if (!hdrs) {
+		rc = FIRMANTE_E_NOMEM;
+		problem_set(problem, rc, 0, NULL);
+		goto out;
+	}
+	curl_easy_setopt(rx.h, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(rx.h, CURLOPT_POST, 1L);
+	curl_easy_setopt(rx.h, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(rx.h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
+	CURLcode cc = curl_easy_perform(rx.h);
+	curl_easy_getinfo(rx.h, CURLINFO_RESPONSE_CODE, &http);
+	if (signed_count)
+		*signed_count = rx.signed_count;
+	if (rx.cancelled) {
+		rc = FIRMANTE_E_USER_DENIED;
+		problem_set(problem, rc, (int)http, "the batch was cancelled; nothing more is signed");
+		if (problem)
+			snprintf(problem->code, sizeof(problem->code), "cancelled");
+		goto out;
+	}
+	if (cc != CURLE_OK && !(rx.stop_err && cc == CURLE_WRITE_ERROR)) {
+		char msg[700];
+
+		rc = cc == CURLE_OPERATION_TIMEDOUT ? FIRMANTE_E_TIMEOUT :
+		     rx.bad ? FIRMANTE_E_PROTOCOL :
+		     cc == CURLE_COULDNT_CONNECT ? FIRMANTE_E_AGENT_UNREACHABLE : FIRMANTE_E_PROTOCOL;
+		if (cc == CURLE_COULDNT_CONNECT)
+			describe_unreachable(c->socket_path, msg, sizeof(msg));
+		else
+			snprintf(msg, sizeof(msg), "the batch stream from the agent at %s broke: %s",
+				 c->socket_path, errbuf[0] ? errbuf : curl_easy_strerror(cc));
+		problem_set(problem, rc, (int)http, msg);
+		goto out;
+	}
+	if (http != 200) {
+		rc = problem_decode(rx.line.data, http, problem);
+		if (rc == 0)
+			rc = FIRMANTE_E_PROTOCOL;
+		goto out;
+	}
+	if (rx.stop_err) {
+		rc = rx.stop_err;
+		if (problem)
+			*problem = rx.stop_problem;
+		goto out;
+	}
+	if (!rx.done || rx.signed_count != n) {
+		rc = FIRMANTE_E_PROTOCOL;
+		problem_set(problem, rc, (int)http, "the batch stream ended early");
+		goto out;
+	}
+	rc = 0;
+out:
+	curl_slist_free_all(hdrs);
+	free(rx.line.data);
+	free(body);
+	json_decref(req);
+	return rc;
+}

@@ -154,7 +154,7 @@ static int verify(const char *path, int as_json)
 	if (!what[0]) {
 		hrc = read_head(path, &head_seq, head_hash);
 		if (hrc == -2)
-			snprintf(what, sizeof(what), "%s.head: unreadable", path);
+			snprintf(what, sizeof(what), "%.500s.head: unreadable", path);
 		else if (hrc == 0 && head_seq > lineno)
 			snprintf(what, sizeof(what),
 				 "line %llu: missing: the agent wrote %llu records and the log ends "

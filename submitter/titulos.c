@@ -29,6 +29,7 @@
 #include "firmante/titulo-build.h"
 #include "firmante/titulo.h"
 #include "firmante/util.h"
+#include "sign_batch.h"
 
 enum { EXIT_OK = 0, EXIT_FINDINGS = 1, EXIT_USAGE = 2, EXIT_FAILURE_IO = 3 };
 
@@ -372,10 +373,14 @@ out:
 static void usage_sign(FILE *o)
 {
 	fprintf(o,
-		"Usage: titulos sign --config FILE --in DIR --out DIR [--socket PATH]\n"
+		"Usage: titulos sign --config FILE --in DIR --out DIR [--socket PATH] [--one-by-one]\n"
 		"Ask the firmanted agent for the sello of every FirmaResponsable of every\n"
 		"DIR/*.xml, verify the signed document, and write it to the output directory.\n"
-		"Stops at the first agent error; titles already signed stay written.\n\n"
+		"Every title is checked first; then each signer signs all of its titles in one\n"
+		"batch (POST /v1/sign-batch): one approval over a manifest, one PIN, a\n"
+		"progress bar on a terminal. Nothing is written unless every sello arrived.\n"
+		"--one-by-one: one request per sello instead (POST /v1/sign); stops at the\n"
+		"first agent error, titles already signed stay written.\n\n"
 		"  -c, --config FILE   institution configuration (signers and their keys)\n"
 		"  -i, --in DIR        unsigned titles (from titulos build)\n"
 		"  -o, --out DIR       signed titles (created if missing)\n"
@@ -698,6 +703,60 @@ out:
 	return status;
 }
 
+/* The per-title key checks of sign_one(), for titulos_sign_batch(). */
+struct sign_keys_ctx {
+	const struct titulo_config *conf;
+	const struct signer_key *keys;
+};
+
+static int check_title_keys(void *ctx, titulo *t, const char *in_path)
+{
+	const struct sign_keys_ctx *kc = ctx;
+	const char *fexp = titulo_attr(t, "Expedicion", "fechaExpedicion");
+	int problems = 0;
+	for (size_t i = 0; i < titulo_firmantes_count(t); i++) {
+		const struct titulo_conf_firmante *cf =
+			titulo_config_firmante_by_curp(kc->conf, titulo_firmante_attr(t, i, "curp"));
+		if (cf)
+			problems += check_signer_key(cf, &kc->keys[cf - kc->conf->firmantes], fexp,
+						     "the title's fechaExpedicion", in_path);
+	}
+	return problems;
+}
+
+static int sign_dir_batch(firmante_client *cl, titulo_verifier *v,
+			  const struct titulo_config *conf, struct sign_keys_ctx *kc,
+			  const char *in_dir, const char *out_dir, struct dirent **names, int n,
+			  size_t *signed_count)
+{
+	char **in = calloc((size_t)n, sizeof(*in)), **out = calloc((size_t)n, sizeof(*out));
+	int status = EXIT_OK;
+	for (int i = 0; in && out && i < n && status == EXIT_OK; i++) {
+		in[i] = malloc(MAX_PATH);
+		out[i] = malloc(MAX_PATH);
+		if (!in[i] || !out[i] || join_path(in[i], MAX_PATH, in_dir, names[i]->d_name) ||
+		    join_path(out[i], MAX_PATH, out_dir, names[i]->d_name)) {
+			fprintf(stderr, "titulos: path too long\n");
+			status = EXIT_FAILURE_IO;
+		}
+	}
+	if (!in || !out)
+		status = EXIT_FAILURE_IO;
+	if (status == EXIT_OK)
+		status = titulos_sign_batch(cl, v, conf, (const char *const *)in,
+					    (const char *const *)out, (size_t)n, check_title_keys, kc,
+					    signed_count);
+	for (int i = 0; i < n; i++) {
+		if (in)
+			free(in[i]);
+		if (out)
+			free(out[i]);
+	}
+	free(in);
+	free(out);
+	return status;
+}
+
 static int cmd_sign(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -705,13 +764,15 @@ static int cmd_sign(int argc, char **argv)
 		{ "in", required_argument, NULL, 'i' },
 		{ "out", required_argument, NULL, 'o' },
 		{ "socket", required_argument, NULL, 's' },
+		{ "one-by-one", no_argument, NULL, '1' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *conf_path = NULL, *in_dir = NULL, *out_dir = NULL, *sock = NULL;
-	int c;
+	int c, one_by_one = 0;
 	while ((c = getopt_long(argc, argv, "c:i:o:s:h", opts, NULL)) != -1) {
 		switch (c) {
+		case '1': one_by_one = 1; break;
 		case 'c': conf_path = optarg; break;
 		case 'i': in_dir = optarg; break;
 		case 'o': out_dir = optarg; break;
@@ -791,6 +852,13 @@ static int cmd_sign(int argc, char **argv)
 		fprintf(stderr, "titulos: %d problem(s) with the signers' keys; nothing was sent to "
 			"the agent\n", problems);
 		status = EXIT_FINDINGS;
+		goto out;
+	}
+	if (!one_by_one) {
+		/* POST /v1/sign-batch: one approval and one PIN per signer (sign_batch.c) */
+		struct sign_keys_ctx kc = { conf, keys };
+		status = sign_dir_batch(cl, v, conf, &kc, in_dir, out_dir, names, n, &signed_count);
+		printf("%zu of %d title(s) signed into %s\n", signed_count, n, out_dir);
 		goto out;
 	}
 	status = EXIT_OK;

@@ -98,6 +98,56 @@ int firmante_client_sign_titulo(firmante_client *c, const char *xml, size_t len,
 /* firmante_sello_clear - free the strings of @s and zero it. NULL is a no-op. */
 void firmante_sello_clear(struct firmante_sello *s);
 
+/* One document of a batch: the unsigned title and the caller's id for it. */
+struct firmante_batch_doc {
+	const char *id;   /* echoed with its result; at most 128 printable characters */
+	const char *xml;  /* UTF-8, at most FIRMANTE_MAX_DOCUMENT bytes */
+	size_t len;
+};
+
+/* What the holder approved: the manifest the agent showed. */
+struct firmante_batch_manifest {
+	size_t count;
+	char first_folio[64];
+	char last_folio[64];
+	char manifest_sha256[65]; /* SHA-256 over each cadena's hex SHA-256 + "\n", in order */
+	char batch[64];           /* the agent's batch id (audit log) */
+};
+
+/*
+ * Progress callback of firmante_client_sign_batch(). Called once with
+ * @index == (size_t)-1 when the batch was approved (@manifest filled,
+ * @sello and @problem NULL), then once per document in order: @sello
+ * (borrowed, valid during the call) on success, or @problem on failure (the
+ * batch stops there). Return 0 to go on, non-zero to cancel: the connection
+ * is closed and the agent signs nothing more.
+ */
+typedef int (*firmante_batch_cb)(void *data, const struct firmante_batch_manifest *manifest,
+				 size_t index, const char *doc_id,
+				 const struct firmante_sello *sello,
+				 const struct firmante_problem *problem);
+
+/*
+ * firmante_client_sign_batch - POST /v1/sign-batch: the agent checks every
+ * document, asks the holder once over a manifest (count, folio range,
+ * careers, SHA-256 over the cadenas), then signs them one after the other,
+ * streaming each result (docs/protocol.md "POST /v1/sign-batch").
+ * @docs, @n: 1 to 1000 documents. @key_uri: the signer's key (RFC 7512).
+ * @request_id: echoed id, or NULL. @cb: progress, see firmante_batch_cb.
+ * @signed_count: documents signed (may be NULL); written also on failure.
+ * The client's timeout applies to silence (no byte for that many seconds),
+ * not to the whole batch.
+ * Returns 0 when every document was signed; the agent's error before any
+ * signature (e.g. FIRMANTE_E_USER_DENIED, FIRMANTE_E_BAD_DOCUMENT naming
+ * documents[i]); the error that stopped the batch; FIRMANTE_E_USER_DENIED
+ * with code "cancelled" when @cb cancelled; FIRMANTE_E_PROTOCOL,
+ * FIRMANTE_E_TIMEOUT, FIRMANTE_E_AGENT_UNREACHABLE, FIRMANTE_E_NOMEM.
+ */
+int firmante_client_sign_batch(firmante_client *c, const char *key_uri, const char *request_id,
+			       const struct firmante_batch_doc *docs, size_t n,
+			       firmante_batch_cb cb, void *cb_data, size_t *signed_count,
+			       struct firmante_problem *problem);
+
 #ifdef __cplusplus
 }
 #endif
