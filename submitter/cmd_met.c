@@ -176,7 +176,7 @@ static int xml_filter(const struct dirent *d)
 }
 
 /* Verify and record every .xml file of @dir; returns an exit status. */
-static int record_dir(met_state *st, const char *dir)
+static int record_dir(met_state *st, const char *dir, const char *cve_institucion)
 {
 	struct dirent **names = NULL;
 	titulo_verifier *v = NULL;
@@ -204,7 +204,15 @@ static int record_dir(met_state *st, const char *dir)
 			rc = titulo_verify(v, xml, len, 0, &f);
 		if (rc == 0)
 			rc = titulo_parse(xml, len, &t, &terr);
-		if (rc) {
+		const char *cve_t = rc == 0 ? titulo_attr(t, "Institucion", "cveInstitucion") : NULL;
+		if (rc == 0 && cve_institucion && cve_institucion[0] &&
+		    (!cve_t || strcmp(cve_t, cve_institucion) != 0)) {
+			/* §11.5: URL, account and institution belong together */
+			fprintf(stderr, "titulos: %s: not recorded: the title is of institution %s, "
+					"the MET profile's account is for institution %s\n",
+				path, cve_t ? cve_t : "(none)", cve_institucion);
+			bad++;
+		} else if (rc) {
 			char line[1400];
 			fprintf(stderr, "titulos: %s: not recorded: %s\n", path,
 				f.count ? titulo_finding_format(&f.items[0], line, sizeof(line))
@@ -352,7 +360,7 @@ static int cmd_submit(int argc, char **argv)
 	if (recovered)
 		printf("%d lot(s) were interrupted while sending: their titles are "
 		       "upload-unknown and are sent again now\n", recovered);
-	int record_status = in_dir ? record_dir(st, in_dir) : EXIT_OK;
+	int record_status = in_dir ? record_dir(st, in_dir, prof.cve_institucion) : EXIT_OK;
 	if (record_status == EXIT_FAILURE_IO) {
 		status = record_status;
 		goto out;

@@ -280,6 +280,17 @@ class Faults(MetBase):
         self.assertEqual({r["status"] for r in self.results().values()}, {"registered"})
         self.assert_registered_once(folios)
 
+    def test_soap_fault_on_carga_is_unknown(self):
+        d, folios = self.titles(2, "Q")
+        self.fault("soap-fault", "carga", faultstring="Error interno del bus")
+        p = self.submit("--in", d, check=3)
+        self.assertIn("SOAP fault", p.stderr)
+        self.assertIn("Error interno del bus", p.stderr)
+        self.assertEqual({r["status"] for r in self.results().values()}, {"upload-unknown"})
+        self.settle()
+        self.assertEqual({r["status"] for r in self.results().values()}, {"registered"})
+        self.assert_registered_once(folios)
+
     def test_drop_after_accept_then_previamente_registrado(self):
         d, folios = self.titles(3, "D")
         self.fault("drop-after-accept", "carga")
@@ -300,6 +311,7 @@ class Faults(MetBase):
         self.submit("--in", d, check=0)
         self.fault("soap-fault", "consulta", count=2, faultstring="Servicio no disponible")
         self.fault("malformed", "descarga", count=1)
+        self.fault("drop-after-accept", "descarga", count=1)
         time.sleep(self.delay + 0.2)
         w = self.status_wait(check=0)
         self.assertIn("processed", w.stdout)
@@ -360,6 +372,17 @@ class Refusals(MetBase):
         self.assertIn("certificate is not trusted", p.stderr)
         self.assertEqual(len(self.sb.records()["requests"]), before, "a request got through")
         self.assertEqual(self.results()[folios[0]]["status"], "verified")
+
+    def test_other_institution_not_recorded(self):
+        met = self.write_met(extra="cve-institucion = 090001\n", name="otra-ies.conf")
+        with open(met) as f:
+            text = f.read().replace("cve-institucion = %s\n" % sbt.CVE, "", 1)
+        with open(met, "w") as f:
+            f.write(text)
+        d, folios = self.titles(1, "I")
+        p = self.run_titulos("submit", "--in", d, "--met", met, check=1)
+        self.assertIn("institution %s" % sbt.CVE, p.stderr)
+        self.assertIn("nothing to upload", p.stdout)
 
     def test_plain_http_and_argv_credentials_refused(self):
         path = os.path.join(self.dir, "http.conf")
