@@ -75,7 +75,9 @@ static void usage(FILE *f)
 		"\n"
 		"Configuration keys, section [agent]: socket, module (repeatable),\n"
 		"use-p11kit-modules, pinentry, approval-timeout, allow-extractable-keys,\n"
-		"max-clients. See examples/firmanted.conf and docs/protocol.md.\n"
+		"max-clients, token-timeout, approval (pinentry or queue), audit-log, policy,\n"
+		"browser-port (0 = off), paired-origins.\n"
+		"See examples/firmanted.conf, docs/protocol.md and docs/security.md.\n"
 		"Under systemd (firmanted.socket) the agent serves the socket it is given\n"
 		"and reports readiness. Manual: man firmanted, man firmanted.conf.\n");
 }
