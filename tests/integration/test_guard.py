@@ -161,8 +161,10 @@ def main():
     finally:
         if env:
             for a in env.agents:
-                a.stop()
-        if env:
+                rc = a.stop()
+                text = open(a.log, encoding="utf-8", errors="replace").read()
+                check(rc == 0 and "Sanitizer" not in text and "runtime error" not in text,
+                      f"agent {os.path.basename(a.dir)} stopped cleanly, no sanitizer report")
             pin_grep(env)
         print(f"{len(failures)} failure(s)")
         if not failures and not os.environ.get("FIRMANTE_KEEP_TEST_DIR"):
