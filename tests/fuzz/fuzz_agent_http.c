@@ -13,6 +13,9 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,6 +25,7 @@
 #include "agent.h"
 #include "firmante/protocol.h"
 #include "firmante/token.h"
+#include "firmante/util.h"
 #include "fuzz.h"
 
 #define ANSWER_TIMEOUT_MS 20000
@@ -32,7 +36,55 @@
 static struct agent_config g_cfg;
 static struct agent g_agent;
 static struct MHD_Daemon *g_httpd;
-static char g_dir[64];
+
+#ifdef FUZZ_BROWSER
+/* The browser listener's port is chosen at start; inputs write it as
+ * "@@@@@" (ports from the kernel's ephemeral range have 5 digits). */
+#define PORT_MARK "@@@@@"
+static char g_port[6];
+/* The page paired in the pairings file, and its token. */
+#define PAIRED_ORIGIN "https://registro.uvc.edu.mx"
+#define PAIRED_TOKEN "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+static struct MHD_Daemon *g_browserd;
+
+static unsigned free_port(void)
+{
+	struct sockaddr_in sa;
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&sa, &len) != 0)
+		fuzz_fail("no free loopback port: %s", strerror(errno));
+	close(fd);
+	return ntohs(sa.sin_port);
+}
+
+static void start_browser(void)
+{
+	char path[4096], line[256], hash[65], err[512];
+	unsigned port;
+	int n;
+
+	for (port = free_port(); port < 10000 || port > 65535; port = free_port())
+		;
+	snprintf(g_port, sizeof(g_port), "%05u", port % 100000u);
+	g_cfg.browser_port = port;
+	if (fm_sha256_hex(PAIRED_TOKEN, 64, hash) != 0)
+		fuzz_fail("sha256");
+	n = snprintf(line, sizeof(line), "%s %s %lld\n", PAIRED_ORIGIN, hash, (long long)time(NULL));
+	fuzz_private_path("pairings", path, sizeof(path));
+	if (n < 0 || fuzz_write_file(path, (const uint8_t *)line, (size_t)n) != 0)
+		fuzz_fail("cannot write %s", path);
+	if (agent_pairings_open(path, &g_agent.pairings, err, sizeof(err)) != 0)
+		fuzz_fail("pairings: %s", err);
+	if (agent_http_start_browser(&g_agent, &g_browserd, err, sizeof(err)) != 0)
+		fuzz_fail("the browser listener did not start: %s", err);
+}
+#endif
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -43,15 +95,22 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 	(void)argc;
 	(void)argv;
-	snprintf(g_dir, sizeof(g_dir), "/tmp/fuzz-agent-http.XXXXXX");
-	if (!mkdtemp(g_dir))
-		fuzz_fail("mkdtemp: %s", strerror(errno));
-	setenv("XDG_RUNTIME_DIR", g_dir, 1);
+	setenv("XDG_RUNTIME_DIR", fuzz_private_path("run", err, sizeof(err)), 1);
+	if (mkdir(err, 0700) != 0)
+		fuzz_fail("mkdir %s: %s", err, strerror(errno));
 	err[0] = '\0';
 	if (agent_config_defaults(&g_cfg, err, sizeof(err)) != 0)
 		fuzz_fail("agent defaults: %s", err);
 	g_cfg.use_p11kit_modules = false;
 	g_cfg.max_clients = 8;
+	/* A holder dialog (pairing) fails at once instead of waiting. */
+	for (size_t i = 0; i < g_cfg.pinentry_argc; i++)
+		free(g_cfg.pinentry_argv[i]);
+	g_cfg.pinentry_argv[0] = strdup("/bin/false");
+	g_cfg.pinentry_argv[1] = NULL;
+	g_cfg.pinentry_argc = 1;
+	if (!g_cfg.pinentry_argv[0])
+		fuzz_fail("out of memory");
 	if (fp11_open(&p11, &g_agent.p11) != 0)
 		fuzz_fail("fp11_open without modules failed");
 	g_agent.cfg = &g_cfg;
@@ -60,9 +119,32 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		fuzz_fail("listen on %s: %s", g_cfg.socket_path, err);
 	if (agent_http_start(&g_agent, fd, &g_httpd) != 0)
 		fuzz_fail("the HTTP daemon did not start");
+#ifdef FUZZ_BROWSER
+	start_browser();
+#endif
 	return 0;
 }
 
+#ifdef FUZZ_BROWSER
+static int connect_agent(void)
+{
+	struct sockaddr_in sa;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		fuzz_fail("socket: %s", strerror(errno));
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sa.sin_port = htons((uint16_t)g_cfg.browser_port);
+	for (int tries = 0; connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0; tries++) {
+		if ((errno != EAGAIN && errno != ECONNREFUSED) || tries > 2000)
+			fuzz_fail("connect: %s", strerror(errno));
+		usleep(1000);
+	}
+	return fd;
+}
+#else
 static int connect_agent(void)
 {
 	struct sockaddr_un sa;
@@ -82,6 +164,7 @@ static int connect_agent(void)
 	}
 	return fd;
 }
+#endif
 
 /* Write @data while draining the answer (the agent may answer early and
  * stop reading). Returns the answer's length in @ans. */
@@ -161,7 +244,9 @@ static void check_answer(const char *ans, size_t len)
 
 		if (!j || !json_is_object(j))
 			fuzz_fail("a JSON answer whose body is not a JSON object: %.200s", body);
-		if (strstr(ctype, "problem+json") && !json_is_string(json_object_get(j, "code")))
+		/* Only the first answer's own Content-Type line counts. */
+		if (!strncmp(ctype + strlen("Content-Type: application/"), "problem+json", 12) &&
+		    !json_is_string(json_object_get(j, "code")))
 			fuzz_fail("a problem without a code: %.200s", body);
 		json_decref(j);
 	}
@@ -169,7 +254,12 @@ static void check_answer(const char *ans, size_t len)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+#ifdef FUZZ_BROWSER
+	static char status[512];
+	uint8_t *copy;
+#else
 	static const char status[] = "GET /v1/status HTTP/1.1\r\nHost: localhost\r\n\r\n";
+#endif
 	static char ans[ANSWER_MAX];
 	size_t len;
 	int fd;
@@ -177,12 +267,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size > INPUT_MAX)
 		return 0;
 	fd = connect_agent();
+#ifdef FUZZ_BROWSER
+	copy = malloc(size ? size : 1);
+	if (!copy)
+		fuzz_fail("out of memory");
+	memcpy(copy, data, size);
+	for (size_t i = 0; i + 5 <= size; i++)
+		if (!memcmp(copy + i, PORT_MARK, 5))
+			memcpy(copy + i, g_port, 5);
+	len = exchange(fd, copy, size, ans, sizeof(ans));
+	free(copy);
+	snprintf(status, sizeof(status),
+		 "GET /v1/status HTTP/1.1\r\nHost: 127.0.0.1:%s\r\nOrigin: %s\r\n"
+		 "X-Firmante: 1\r\nAuthorization: Bearer %s\r\n\r\n",
+		 g_port, PAIRED_ORIGIN, PAIRED_TOKEN);
+#else
 	len = exchange(fd, data, size, ans, sizeof(ans));
+#endif
 	close(fd);
 	check_answer(ans, len);
 	/* Still serving: a well-formed request is answered 200. */
 	fd = connect_agent();
-	len = exchange(fd, (const uint8_t *)status, sizeof(status) - 1, ans, sizeof(ans));
+	len = exchange(fd, (const uint8_t *)status, strlen(status), ans, sizeof(ans));
 	close(fd);
 	if (len < 12 || strncmp(ans + 9, "200", 3) != 0)
 		fuzz_fail("GET /v1/status after that input: %.80s", ans);

@@ -62,11 +62,11 @@ char *fuzz_source_path(const char *rel, char *buf, size_t size)
 
 static char g_private[64];
 
-/* Remove the private directory and the files in it (no subdirectories). */
-static void remove_private(void)
+/* Remove @dir and what it holds (@depth levels of subdirectories). */
+static void remove_tree(const char *dir, int depth)
 {
 	struct dirent *de;
-	DIR *d = opendir(g_private);
+	DIR *d = opendir(dir);
 	char p[4096];
 
 	if (!d)
@@ -74,11 +74,17 @@ static void remove_private(void)
 	while ((de = readdir(d)) != NULL) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
-		snprintf(p, sizeof(p), "%s/%s", g_private, de->d_name);
-		unlink(p);
+		snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
+		if (unlink(p) != 0 && depth > 0)
+			remove_tree(p, depth - 1);
 	}
 	closedir(d);
-	rmdir(g_private);
+	rmdir(dir);
+}
+
+static void remove_private(void)
+{
+	remove_tree(g_private, 2);
 }
 
 char *fuzz_private_path(const char *name, char *buf, size_t size)
