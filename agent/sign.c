@@ -44,6 +44,21 @@ static int pin_cb(void *data, const struct fp11_token_info *tok, bool context_sp
 
 	if (ps->pol)
 		return agent_policy_read_pin(ps->pol, pin, pin_size, ps->detail, sizeof(ps->detail));
+	if (ps->batch && context_specific) {
+		/* CKA_ALWAYS_AUTHENTICATE: the holder enters the PIN for every
+		 * signature, also within a batch; it is not kept. */
+		struct agent_batch *b = ps->batch;
+
+		pthread_mutex_lock(&dialog_lock);
+		rc = 0;
+		if (!b->pe)
+			rc = agent_pinentry_open(ps->cfg, &b->pe, ps->detail, sizeof(ps->detail));
+		if (!rc)
+			rc = agent_pinentry_getpin(b->pe, tok, true, ps->folio, pin, pin_size,
+						   ps->detail, sizeof(ps->detail));
+		pthread_mutex_unlock(&dialog_lock);
+		return rc;
+	}
 	if (ps->batch) {
 		struct agent_batch *b = ps->batch;
 
