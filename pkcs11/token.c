@@ -311,6 +311,36 @@ void fp11_close(fp11_ctx *ctx)
 	free(ctx);
 }
 
+int fp11_list_modules(fp11_ctx *ctx, struct fp11_module_info **out, size_t *n)
+{
+	struct fp11_module_info *mi = NULL;
+
+	if (!ctx || !out || !n)
+		return FIRMANTE_E_INTERNAL;
+	mi = calloc(ctx->n_mods + 1, sizeof(*mi));
+	if (!mi)
+		return FIRMANTE_E_NOMEM;
+	for (size_t i = 0; i < ctx->n_mods; i++) {
+		CK_INFO info;
+
+		snprintf(mi[i].name, sizeof(mi[i].name), "%s", ctx->mods[i].name);
+		mi[i].from_path = ctx->mods[i].from_path;
+		memset(&info, 0, sizeof(info));
+		if (ctx->mods[i].funcs->C_GetInfo(&info) == CKR_OK) {
+			size_t len = sizeof(info.libraryDescription);
+
+			while (len > 0 && (info.libraryDescription[len - 1] == ' ' ||
+					   info.libraryDescription[len - 1] == '\0'))
+				len--;
+			memcpy(mi[i].description, info.libraryDescription, len);
+			mi[i].description[len] = '\0';
+		}
+	}
+	*out = mi;
+	*n = ctx->n_mods;
+	return 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* Tokens */
 

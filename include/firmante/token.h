@@ -110,6 +110,22 @@ int fp11_open(const struct fp11_config *cfg, fp11_ctx **out);
 /* fp11_close - finalise the modules and free @ctx. NULL is a no-op. */
 void fp11_close(fp11_ctx *ctx);
 
+/* One loaded module (fp11_list_modules). */
+struct fp11_module_info {
+	char name[256];          /* configured path, or the p11-kit module name */
+	bool from_path;          /* loaded from a configured path, not p11-kit */
+	char description[33];    /* CK_INFO.libraryDescription, padding trimmed */
+};
+
+/*
+ * fp11_list_modules - the modules @ctx loaded: configured paths first, then
+ * the p11-kit registered ones (PKCS#11 v2.40 §5.4 C_GetInfo for the
+ * description; empty when the module does not answer).
+ * @out: malloc'd array (free with free()), @n: its length; written on success.
+ * Returns 0, FIRMANTE_E_NOMEM, FIRMANTE_E_INTERNAL (NULL argument).
+ */
+int fp11_list_modules(fp11_ctx *ctx, struct fp11_module_info **out, size_t *n);
+
 /*
  * fp11_list_tokens - tokens present in any slot of any loaded module.
  * @out: malloc'd array (free with free()), @n: its length; written on success.
