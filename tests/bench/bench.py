@@ -428,10 +428,12 @@ class Bench:
     def unattended_conf(self):
         pol = os.path.join(self.work, "policy.conf")
         with open(pol, "w") as f:
-            f.write("[caller bench]\nuid = %d\nexe = %s\nmode = unattended\n"
-                    "daily-cap = 100000\nkey = %s\nkey = %s\npin-file = %s\n"
-                    % (os.geteuid(), os.path.realpath(self.agentbench), self.nocert_a,
-                       self.nocert_b, self.pinfile))
+            # bench-agent (figures 2u, 4) and this harness (figure 3)
+            for name, exe in (("bench", self.agentbench), ("harness", sys.executable)):
+                f.write("[caller %s]\nuid = %d\nexe = %s\nmode = unattended\n"
+                        "daily-cap = 100000\nkey = %s\nkey = %s\npin-file = %s\n"
+                        % (name, os.geteuid(), os.path.realpath(exe), self.nocert_a,
+                           self.nocert_b, self.pinfile))
         os.chmod(pol, 0o600)
         return "policy = %s\n" % pol
 
@@ -463,8 +465,73 @@ class Bench:
                    "p99_us": summary([r["p99_us"] for r in res]),
                    "overhead_p50_us": over50, "overhead_p99_us": over99})
 
+    def batch_once(self, sock, body):
+        """POST /v1/sign-batch; returns (signatures, seconds from the request to
+        the last line). The answer is a stream of JSON lines."""
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(600)
+        s.connect(sock)
+        req = (b"POST /v1/sign-batch HTTP/1.1\r\nHost: localhost\r\n"
+               b"Content-Type: application/json\r\nConnection: close\r\n"
+               b"Content-Length: %d\r\n\r\n" % len(body)) + body
+        t0 = time.monotonic()
+        s.sendall(req)
+        data = b""
+        while True:
+            chunk = s.recv(1 << 16)
+            if not chunk:
+                break
+            data += chunk
+        wall = time.monotonic() - t0
+        s.close()
+        head, _, rest = data.partition(b"\r\n\r\n")
+        if b" 200 " not in head.split(b"\r\n")[0]:
+            raise RuntimeError("sign-batch: " + data[:600].decode(errors="replace"))
+        if b"chunked" in head.lower():
+            body, pos = b"", 0
+            while True:
+                eol = rest.index(b"\r\n", pos)
+                size = int(rest[pos:eol].split(b";")[0], 16)
+                if size == 0:
+                    break
+                body += rest[eol + 2:eol + 2 + size]
+                pos = eol + 2 + size + 2
+            rest = body
+        done = [ln for ln in rest.split(b"\n") if b'"done"' in ln]
+        if not done:
+            raise RuntimeError("sign-batch: no final line: " + rest[-600:].decode(errors="replace"))
+        final = json.loads(done[-1])
+        if final.get("result") != "completed":
+            raise RuntimeError("sign-batch ended with %s" % final)
+        return final["signed"], wall
+
     def fig_batch(self):
-        raise Skip("POST /v1/sign-batch (issue 4) has not landed")
+        if "sign-batch" not in open(os.path.join(SRC, "agent", "http.c")).read():
+            raise Skip("POST /v1/sign-batch (issue 4) has not landed")
+        if not getattr(self, "unattended", None):
+            raise Skip("needs the unattended policy (2u)")
+        n = self.args.unattended_count
+        csvp, out = self.build_titles(n, "batch")
+        run([self.titulos, "build", "--config", self.conf, "--csv", csvp, "--out", out])
+        docs = [{"id": "b-%d" % i, "document": open(os.path.join(out, nm), encoding="utf-8").read()}
+                for i, nm in enumerate(sorted(os.listdir(out)))]
+        body = json.dumps({"id": "bench-batch", "format": "titulo-electronico",
+                           "key": "pkcs11:token=bench-a;id=%01;type=private",
+                           "documents": docs}).encode()
+        sock = self.start_agent(self.unattended_conf())
+        try:
+            cpu0 = self.agent_cpu()
+            res = [self.batch_once(sock, body) for _ in range(self.args.runs)]
+            cpu = (self.agent_cpu() - cpu0) / (n * self.args.runs) * 1e6
+        finally:
+            self.stop_agent()
+        rate = [k / w for k, w in res]
+        ratio = statistics.median(rate) / self.raw["median"]
+        self.add("3", "agent sign-batch of %d titles, Unix socket, unattended policy" % n,
+                 "sig/s", rate, ratio=ratio, target="≥ 0.90 × (1)", met=ratio >= 0.9,
+                 note="from the request to the last line; agent CPU %.0f µs per signature "
+                 "(C_Sign alone %.0f µs)" % (cpu, self.raw["cpu_us_per_op"]),
+                 extra={"agent_cpu_us_per_sig": cpu})
 
     def fig_two_tokens(self):
         if not getattr(self, "unattended", None):
@@ -629,6 +696,11 @@ class Bench:
                  target="≤ 64 MiB", met=r / 1024 <= 64,
                  note="one run: %.1f s wall, %.0f titles/s" % (w, n / w),
                  extra={"wall_s": w, "titles_per_s": n / w})
+
+    def fig_rss_verify(self):
+        if not getattr(self, "verify_signed", None):
+            raise Skip("needs the signed titles of 6v")
+        n = self.args.rss_titles
         signed, names = self.verify_signed
         many = os.path.join(self.fast, "rss-verify")
         shutil.rmtree(many, ignore_errors=True)
@@ -731,7 +803,8 @@ class Bench:
         self.figure("6d", "titulos build on disk", self.fig_build_disk)
         self.figure("6v", "titulos verify", self.fig_verify)
         self.figure("6z", "ZIP lots", self.fig_zip)
-        self.figure("6r", "peak RSS", self.fig_rss)
+        self.figure("6br", "titulos build, peak RSS", self.fig_rss)
+        self.figure("6vr", "titulos verify, peak RSS", self.fig_rss_verify)
         cond["loadavg_end"] = os.getloadavg()[0]
         cond["seconds"] = time.monotonic() - t0
         return {"conditions": cond, "figures": self.figures}
