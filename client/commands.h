@@ -16,4 +16,7 @@ int cmd_pair(const char *socket_path, int as_json, int argc, char **argv);
 /* firmante approve [--list | ID... | --all] [--deny]: through the agent. */
 int cmd_approve(const char *socket_path, int as_json, int argc, char **argv);
 
+/* firmante doctor [options]: checks the workstation (client/cmd_doctor.c). */
+int cmd_doctor(const char *socket_path, int as_json, int argc, char **argv);
+
 #endif

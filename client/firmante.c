@@ -35,6 +35,10 @@ static void usage(FILE *f)
 		"            them with what they sign, approve or refuse them\n"
 		"  import --cer FILE.cer --key FILE.key [--token URI] ...\n"
 		"            put an e.firma on a token (see firmante import --help)\n"
+		"  doctor [--json] ...\n"
+		"            check modules, tokens, PINs, certificate expiry, pcscd, udev\n"
+		"            rules, the agent's socket and the agent; OK/WARN/FAIL lines with\n"
+		"            hints, exit status 1 when a check failed (firmante doctor --help)\n"
 		"\n"
 		"Options:\n"
 		"  -s, --socket PATH  agent socket (default: $FIRMANTE_SOCKET, else\n"
@@ -164,6 +168,8 @@ int main(int argc, char **argv)
 		return cmd_pair(socket_path, as_json, argc - optind, argv + optind);
 	if (optind < argc && strcmp(argv[optind], "approve") == 0)
 		return cmd_approve(socket_path, as_json, argc - optind, argv + optind);
+	if (optind < argc && strcmp(argv[optind], "doctor") == 0)
+		return cmd_doctor(socket_path, as_json, argc - optind, argv + optind);
 	/* Commands with their own options (client/cmd_*.c). */
 	if (optind < argc && strcmp(argv[optind], "import") == 0)
 		return firmante_cmd_import(argc - optind, argv + optind);
