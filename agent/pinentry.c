@@ -252,14 +252,18 @@ static void reap(struct agent_pinentry *p)
 
 	if (p->pid <= 0)
 		return;
-	for (int i = 0; i < 40; i++) {
+	/* Most programs exit within milliseconds of BYE: poll every 1 ms at
+	 * first, doubling up to 50 ms, and kill it after about 2 s. */
+	for (long waited_us = 0, step_us = 1000; waited_us < 2000000; waited_us += step_us) {
 		pid_t r = waitpid(p->pid, &status, WNOHANG);
 
 		if (r == p->pid || (r < 0 && errno != EINTR)) {
 			p->pid = -1;
 			return;
 		}
-		usleep(50 * 1000);
+		if (waited_us > 0 && step_us < 50000)
+			step_us = step_us * 2 > 50000 ? 50000 : step_us * 2;
+		usleep((useconds_t)step_us);
 	}
 	kill(p->pid, SIGKILL);
 	while (waitpid(p->pid, &status, 0) < 0 && errno == EINTR)
