@@ -8,3 +8,11 @@ set_tests_properties(doctor_integration PROPERTIES
   ENVIRONMENT "${FIRMANTE_TEST_ENV}"
   LABELS "token"
   TIMEOUT 300)
+
+# firmante import asks the .key password and the token PIN through pinentry.
+add_test(NAME import_pinentry
+         COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_import_pinentry.py)
+set_tests_properties(import_pinentry PROPERTIES
+  ENVIRONMENT "${FIRMANTE_TEST_ENV}"
+  LABELS "token"
+  TIMEOUT 300)
