@@ -24,6 +24,8 @@
 #define AGENT_SOCKET_PATH_MAX 108
 #define AGENT_MAX_CLIENTS_LIMIT 1024
 #define AGENT_MAX_APPROVAL_TIMEOUT 3600
+#define AGENT_MAX_PIN_CACHE 8        /* tokens with a PIN cache */
+#define AGENT_MAX_PIN_CACHE_SECONDS 3600
 
 /* The agent's configuration ([agent] section of firmanted.conf). */
 struct agent_config {
@@ -40,6 +42,11 @@ struct agent_config {
 	char policy_file[AGENT_PATH_MAX];   /* "" = no policy: everything interactive */
 	unsigned browser_port;              /* 0 = browser listener off (default) */
 	bool approval_queue;                /* approval = queue: `firmante approve` decides */
+	struct {
+		char token[33];             /* CKA token label or serial */
+		long seconds;
+	} pin_cache[AGENT_MAX_PIN_CACHE];  /* pin-cache = TOKEN:SECONDS (opt-in) */
+	size_t n_pin_cache;
 	char pairings_file[AGENT_PATH_MAX]; /* "" = $XDG_STATE_HOME/firmante/paired-origins */
 	char source[AGENT_PATH_MAX];        /* file read, "" when defaults only */
 };
@@ -328,6 +335,31 @@ struct agent {
 	struct agent_policy_set *policies;
 	struct agent_pairings *pairings;
 };
+
+/* ------------------------------------------------------------------ */
+/* the PIN cache (pincache.c), opt-in per token */
+
+/*
+ * agent_pincache_start - with cfg->n_pin_cache > 0: lock the cache in
+ * memory and start the watcher that wipes entries whose time is up or whose
+ * token is gone (tokens listed every 2 s while anything is cached).
+ * Returns 0 or FIRMANTE_E_INTERNAL (no thread).
+ */
+int agent_pincache_start(const struct agent_config *cfg, fp11_ctx *p11);
+
+/* agent_pincache_stop - stop the watcher and wipe every entry. */
+void agent_pincache_stop(void);
+
+/* agent_pincache_get - the cached PIN of @tok (copied into @pin) when its
+ * token has pin-cache configured and the entry is alive. */
+bool agent_pincache_get(const struct fp11_token_info *tok, char *pin, size_t pin_size);
+
+/* agent_pincache_put - keep @pin (a PIN @tok accepted) for the configured
+ * time; nothing for a token without pin-cache. */
+void agent_pincache_put(const struct fp11_token_info *tok, const char *pin);
+
+/* agent_pincache_forget - wipe @tok's entry (refused PIN, locked token). */
+void agent_pincache_forget(const struct fp11_token_info *tok);
 
 /* ------------------------------------------------------------------ */
 /* the approval queue (approval.c), configuration "approval = queue" */

@@ -244,6 +244,27 @@ static int apply_key(struct agent_config *cfg, const char *section, const char *
 		}
 		return 0;
 	}
+	if (!strcmp(name, "pin-cache")) {
+		const char *colon = strrchr(value, ':');
+		size_t len = colon ? (size_t)(colon - value) : 0;
+
+		if (cfg->n_pin_cache == AGENT_MAX_PIN_CACHE) {
+			snprintf(msg, msg_size, "pin-cache: more than %d tokens", AGENT_MAX_PIN_CACHE);
+			return FIRMANTE_E_CONFIG;
+		}
+		if (!colon || len == 0 || len > 32 ||
+		    parse_long(colon + 1, 1, AGENT_MAX_PIN_CACHE_SECONDS, &n)) {
+			snprintf(msg, msg_size,
+				 "pin-cache: expected TOKEN:SECONDS (token label or serial, seconds "
+				 "from 1 to %d)", AGENT_MAX_PIN_CACHE_SECONDS);
+			return FIRMANTE_E_CONFIG;
+		}
+		memcpy(cfg->pin_cache[cfg->n_pin_cache].token, value, len);
+		cfg->pin_cache[cfg->n_pin_cache].token[len] = '\0';
+		cfg->pin_cache[cfg->n_pin_cache].seconds = n;
+		cfg->n_pin_cache++;
+		return 0;
+	}
 	if (!strcmp(name, "browser-port")) {
 		if (parse_long(value, 0, 65535, &n)) {
 			snprintf(msg, msg_size, "browser-port: expected a TCP port from 1 to 65535, "

@@ -788,9 +788,10 @@ static int batch_manifest(struct batch_stream *bs, char *text, size_t size)
 	EVP_DigestFinal_ex(md, dig, NULL);
 	for (int i = 0; i < 32; i++)
 		snprintf(msha + 2 * i, 3, "%02x", dig[i]);
-	json_object_foreach(careers, key, v)
+	json_object_foreach(careers, key, v) {
 		json_array_append_new(list, json_pack("{s:s, s:I}", "nombreCarrera", key, "count",
 						      json_integer_value(v)));
+	}
 	bs->manifest = json_pack("{s:I, s:s, s:s, s:O, s:s, s:s}", "count", (json_int_t)bs->n,
 				 "firstFolioControl", bs->items[0].ap.folio_control ?
 				 bs->items[0].ap.folio_control : "",

@@ -75,8 +75,9 @@ static void usage(FILE *f)
 		"\n"
 		"Configuration keys, section [agent]: socket, module (repeatable),\n"
 		"use-p11kit-modules, pinentry, approval-timeout, allow-extractable-keys,\n"
-		"max-clients, token-timeout, approval (pinentry or queue), audit-log, policy,\n"
-		"browser-port (0 = off), paired-origins.\n"
+		"max-clients, token-timeout, approval (pinentry or queue), pin-cache\n"
+		"(TOKEN:SECONDS, opt-in), audit-log, policy, browser-port (0 = off),\n"
+		"paired-origins.\n"
 		"See examples/firmanted.conf, docs/protocol.md and docs/security.md.\n"
 		"Under systemd (firmanted.socket) the agent serves the socket it is given\n"
 		"and reports readiness. Manual: man firmanted, man firmanted.conf.\n");
@@ -100,6 +101,8 @@ static void print_config(const struct agent_config *cfg)
 	printf("audit-log = %s\n", cfg->audit_log[0] ? cfg->audit_log : "(none: set audit-log)");
 	printf("policy = %s\n", cfg->policy_file[0] ? cfg->policy_file : "(none: every caller interactive)");
 	printf("approval = %s\n", cfg->approval_queue ? "queue" : "pinentry");
+	for (size_t i = 0; i < cfg->n_pin_cache; i++)
+		printf("pin-cache = %s:%ld\n", cfg->pin_cache[i].token, cfg->pin_cache[i].seconds);
 	printf("browser-port = %u%s\n", cfg->browser_port, cfg->browser_port ? "" : " (off)");
 	printf("paired-origins = %s\n", cfg->pairings_file);
 }
@@ -233,6 +236,10 @@ int main(int argc, char **argv)
 				       sizeof(err));
 	if (!rc && cfg.browser_port)
 		rc = agent_pairings_open(cfg.pairings_file, &agent.pairings, err, sizeof(err));
+	if (!rc && agent_pincache_start(&cfg, agent.p11) != 0) {
+		snprintf(err, sizeof(err), "the PIN cache could not start");
+		rc = FIRMANTE_E_INTERNAL;
+	}
 	if (rc) {
 		fprintf(stderr, "firmanted: %s\n", err[0] ? err : firmante_err_title(rc));
 		goto out;
@@ -283,6 +290,7 @@ out:
 		quiesced_fd = MHD_quiesce_daemon(httpd);
 	agent_pinentry_abort_all();
 	agent_queue_close();
+	agent_pincache_stop();
 	agent_http_stop(browserd);
 	agent_http_stop(httpd);
 	if (quiesced_fd >= 0)

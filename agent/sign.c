@@ -31,6 +31,8 @@ struct pin_src {
 	agent_pinentry *pe;              /* interactive: pinentry (opened when first needed) */
 	const struct agent_policy *pol;  /* unattended: the policy's PIN file */
 	struct agent_batch *batch;       /* an approved batch: its PIN, asked once */
+	char fresh[AGENT_PIN_MAX + 1];   /* a PIN just typed, for the cache once accepted */
+	bool from_cache;
 	const char *folio;
 	char detail[256];
 };
@@ -82,6 +84,10 @@ static int pin_cb(void *data, const struct fp11_token_info *tok, bool context_sp
 		memcpy(pin, b->pin, strlen(b->pin) + 1);
 		return 0;
 	}
+	if (!context_specific && agent_pincache_get(tok, pin, pin_size)) {
+		ps->from_cache = true;
+		return 0;
+	}
 	if (!ps->pe) {
 		rc = agent_pinentry_open(ps->cfg, &ps->pe, ps->detail, sizeof(ps->detail));
 		if (rc) {
@@ -89,8 +95,11 @@ static int pin_cb(void *data, const struct fp11_token_info *tok, bool context_sp
 			return rc;
 		}
 	}
-	return agent_pinentry_getpin(ps->pe, tok, context_specific, ps->folio, pin, pin_size,
-				     ps->detail, sizeof(ps->detail));
+	rc = agent_pinentry_getpin(ps->pe, tok, context_specific, ps->folio, pin, pin_size,
+				   ps->detail, sizeof(ps->detail));
+	if (!rc && !context_specific && strlen(pin) < sizeof(ps->fresh))
+		memcpy(ps->fresh, pin, strlen(pin) + 1);
+	return rc;
 }
 
 /* RSASSA-PKCS1-v1_5 SHA-256 check of @sig over @data with the certificate's key. */
@@ -228,7 +237,14 @@ int agent_sign_one(struct agent *a, struct agent_sign_job *job)
 		/* The confirmation showed the "final try" warning: approving it
 		 * is the holder's explicit confirmation. */
 		rc = agent_token_sign(a->p11, id, pin_cb, &ps, id->token.user_pin_final_try,
-			       (const uint8_t *)job->cadena, job->cadena_len, job->sig, &sig_len);
+				      (const uint8_t *)job->cadena, job->cadena_len, job->sig,
+				      &sig_len);
+		/* The PIN cache (opt-in per token) keeps only a PIN the token took. */
+		if (!rc && ps.fresh[0])
+			agent_pincache_put(&id->token, ps.fresh);
+		else if (rc == FIRMANTE_E_PIN_INCORRECT || rc == FIRMANTE_E_PIN_LOCKED ||
+			 rc == FIRMANTE_E_TOKEN_REMOVED)
+			agent_pincache_forget(&id->token);
 	}
 	if (rc) {
 		if (ps.detail[0])
@@ -262,6 +278,7 @@ out:
 		agent_policy_release(a->policies, pol);
 	agent_pinentry_close(pe);
 	agent_pinentry_close(ps.pe);
+	fm_wipe(ps.fresh, sizeof(ps.fresh));
 	if (locked)
 		pthread_mutex_unlock(&dialog_lock);
 	memset(&rec, 0, sizeof(rec));

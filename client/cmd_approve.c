@@ -89,9 +89,10 @@ static void print_request(json_t *r)
 		printf("  BATCH:          %lld titles, folioControl %s to %s\n",
 		       (long long)json_integer_value(json_object_get(b, "count")),
 		       js(b, "firstFolioControl"), js(b, "lastFolioControl"));
-		json_array_foreach(cars, k, car)
+		json_array_foreach(cars, k, car) {
 			printf("  Career:         %s (%lld)\n", js(car, "nombreCarrera"),
 			       (long long)json_integer_value(json_object_get(car, "count")));
+		}
 		printf("  Manifest:       SHA-256 %s\n", js(b, "manifestSha256"));
 		return;
 	}
@@ -220,7 +221,7 @@ int cmd_approve(const char *socket_path, int as_json, int argc, char **argv)
 	if (!all && !n_ids)
 		return list(socket_path, as_json);
 	if (all)
-		return decide(socket_path, as_json, NULL, true, !deny);
+		return decide(socket_path, as_json, "", true, !deny);
 	for (int i = 1; i < argc; i++) {
 		int s;
 

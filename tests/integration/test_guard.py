@@ -182,6 +182,7 @@ def body(env):
     browser(env)
     unattended(env)
     final_try(env)
+    pin_cache(env)
     cap_413(env)
 
 
@@ -670,6 +671,45 @@ def final_try(env):
     calls = shim_calls(ok.shimlog)
     check(st == 200 and "C_Login" in calls,
           f"final try, holder confirms the warned dialog: one login, signed ({st})")
+
+
+# ------------------------------------------------------------------ PIN cache
+
+def pin_cache(env):
+    def signs(ag, k):
+        return [ta.request(ag.sock, "POST", "/v1/sign", ta.sign_body(env.doc, "01", f"pc-{i}"))[0]
+                for i in range(k)]
+
+    def count(ag, word):
+        return open(ag.pelog, encoding="utf-8").read().count(word)
+
+    plain = env.agent("nocache", env.stub())
+    check(signs(plain, 2) == [200, 200] and count(plain, "GETPIN") == 2,
+          "without pin-cache every signature asks the PIN")
+    ctl = os.path.join(env.work, "pincache.ctl")
+    write_control(ctl, "removed=0\n")
+    ag = env.agent("pincache", env.stub(), extra=f"pin-cache = {ta.LABEL}:60", control=ctl)
+    check(signs(ag, 2) == [200, 200] and count(ag, "CONFIRM") == 2 and count(ag, "GETPIN") == 1,
+          "pin-cache: each signature still confirmed, the PIN asked once")
+    write_control(ctl, "removed=1\n")
+    wiped = False
+    for _ in range(80):
+        if "cached PIN is wiped" in open(ag.log).read():
+            wiped = True
+            break
+        time.sleep(0.1)
+    write_control(ctl, "removed=0\n")
+    check(wiped, "pin-cache: removing the token wipes its cached PIN")
+    check(signs(ag, 1) == [200] and count(ag, "GETPIN") == 2,
+          "pin-cache: after re-insertion the PIN is asked again")
+    short = env.agent("pincache-short", env.stub(), extra=f"pin-cache = {ta.LABEL}:1")
+    first = signs(short, 1)
+    time.sleep(2.2)
+    check(first + signs(short, 1) == [200, 200] and count(short, "GETPIN") == 2,
+          "pin-cache: an expired entry is not used")
+    r = subprocess.run([ta.AGENT, "--config", short.conf, "--check-config"],
+                       capture_output=True, text=True)
+    check(f"pin-cache = {ta.LABEL}:1" in r.stdout, "--check-config prints pin-cache")
 
 
 # ------------------------------------------------------------------ caps
