@@ -464,6 +464,12 @@ static char *fold_name(const char *s)
 	return p;
 }
 
+/* An array of @n pointers, zeroed (all object pointers have one size). */
+static void *calloc_ptrs(size_t n)
+{
+	return calloc(n, sizeof(void *));
+}
+
 /* FNV-1a */
 static size_t folio_hash(const char *s)
 {
@@ -584,7 +590,7 @@ int titulo_build_csv_opts(const struct titulo_config *conf, const titulo_catalog
 	}
 
 	lote = calloc(1, sizeof(*lote));
-	if (!lote || !(lote->titulos = calloc(csv.nrows, sizeof(*lote->titulos))) ||
+	if (!lote || !(lote->titulos = calloc_ptrs(csv.nrows)) ||
 	    !(lote->folios = calloc(csv.nrows, sizeof(*lote->folios))) ||
 	    !(lote->rows = calloc(csv.nrows, sizeof(*lote->rows))) ||
 	    !(lote->skipped = calloc(csv.nrows, sizeof(*lote->skipped)))) {

@@ -69,7 +69,8 @@ static void cfg_err(struct cfg_ctx *x, const char *rule, int line, const char *f
 	const struct titulo_rule *r = titulo_rule_find(rule);
 	if (!r || r->severity == TITULO_ERROR)
 		x->errors++;
-	if (te_finding_r(x->findings, rule, -1, NULL, x->c->path, (unsigned long)line, 0, field,
+	if (te_finding_r(x->findings, rule, -1, NULL, x->c ? x->c->path : NULL,
+			 (unsigned long)line, 0, field,
 			 "%s", msg) == FIRMANTE_E_NOMEM)
 		x->rc = FIRMANTE_E_NOMEM;
 }

@@ -184,8 +184,7 @@ static char *make_csv(const char *const *rows, size_t *len)
 			free(vals[i]);
 		}
 	}
-	buf = realloc(buf, *len + 1);
-	buf[*len] = '\0';
+	buf[*len] = '\0'; /* add_field() keeps room for it */
 	return buf;
 }
 
@@ -323,8 +322,7 @@ static char *header_line(void)
 	char *buf = NULL;
 	for (size_t i = 0; i < NCOLS; i++)
 		add_field(&buf, &len, cols[i], i + 1 == NCOLS);
-	buf = realloc(buf, len + 1);
-	buf[len] = '\0';
+	buf[len] = '\0'; /* add_field() keeps room for it */
 	return buf;
 }
 
