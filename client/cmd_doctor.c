@@ -111,6 +111,7 @@ struct agent_conf {
 	size_t n_modules;
 	bool use_p11kit;
 	bool too_many_modules;
+	char group[64]; /* group = NAME: members may use the agent (0750/0660) */
 };
 
 static int conf_handler(void *user, const char *section, const char *name, const char *value)
@@ -130,6 +131,8 @@ static int conf_handler(void *user, const char *section, const char *name, const
 		if (!c->modules[c->n_modules])
 			return 0;
 		c->n_modules++;
+	} else if (!strcmp(name, "group")) {
+		snprintf(c->group, sizeof(c->group), "%s", value);
 	} else if (!strcmp(name, "use-p11kit-modules")) {
 		c->use_p11kit = !(!strcasecmp(value, "false") || !strcasecmp(value, "no") ||
 				  !strcasecmp(value, "off") || !strcmp(value, "0"));
@@ -480,8 +483,11 @@ static void check_udev(struct doctor *d, const char *const *dirs, size_t n_dirs)
 	       DOCTOR_UDEV_RULES);
 }
 
-static void check_socket(struct doctor *d, const char *sock)
+static void check_socket(struct doctor *d, const char *sock, const char *group)
 {
+	/* With group = NAME the agent makes the directory 0750 and the socket
+	 * 0660 for that group; otherwise 0700 and 0600. */
+	mode_t dir_forbidden = group[0] ? 027 : 077, sock_forbidden = group[0] ? 017 : 077;
 	char dir[DOCTOR_PATH_MAX], what[DOCTOR_PATH_MAX + 32];
 	struct stat sb;
 	const char *slash = strrchr(sock, '/');
@@ -510,8 +516,10 @@ static void check_socket(struct doctor *d, const char *sock)
 		       (unsigned long)geteuid());
 		return;
 	}
-	if (sb.st_mode & 077) {
-		report(d, LV_FAIL, what, "chmod 700 the directory; the agent refuses it otherwise",
+	if (sb.st_mode & dir_forbidden) {
+		report(d, LV_FAIL, what,
+		       group[0] ? "chmod 750 the directory; the agent refuses it otherwise"
+				: "chmod 700 the directory; the agent refuses it otherwise",
 		       "mode %04o lets other users in", (unsigned)(sb.st_mode & 07777));
 		return;
 	}
@@ -527,7 +535,7 @@ static void check_socket(struct doctor *d, const char *sock)
 		       "is not a socket");
 		return;
 	}
-	if (sb.st_mode & 077)
+	if (sb.st_mode & sock_forbidden)
 		report(d, LV_WARN, what,
 		       "the directory keeps others out, but the socket should be 0600; "
 		       "restart the agent",
@@ -723,7 +731,7 @@ int cmd_doctor(const char *socket_path, int as_json, int argc, char **argv)
 		report(&d, LV_FAIL, "agent socket", "set socket = in firmanted.conf",
 		       "no usable default path");
 	} else {
-		check_socket(&d, sock);
+		check_socket(&d, sock, conf.group);
 		check_agent(&d, sock);
 	}
 
