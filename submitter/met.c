@@ -159,7 +159,7 @@ static int prof_handler(void *user, const char *section, const char *name, const
 				 value, (long)(lo), (long)(hi));                            \
 			return 0;                                                          \
 		}                                                                          \
-		field = x;                                                                 \
+		(field) = x;                                                               \
 		return 1;                                                                  \
 	}
 	NUM("connect-timeout", 1, 600, p->connect_timeout_s)

@@ -327,11 +327,16 @@ out:
 static int status_filter_sql(char *buf, size_t size, const char *col,
 			     const char *const *statuses)
 {
-	size_t used = 0;
-	int n = snprintf(buf, size, "%s", "");
+	size_t used;
+	int n;
+	if (size == 0)
+		return -1;
+	buf[0] = '\0';
 	if (!statuses)
 		return 0;
 	n = snprintf(buf, size, " WHERE %s IN (", col);
+	if (n < 0 || (size_t)n >= size)
+		return -1;
 	used = (size_t)n;
 	for (size_t i = 0; statuses[i]; i++) {
 		n = snprintf(buf + used, size - used, "%s?", i ? ", " : "");
@@ -572,6 +577,7 @@ int met_state_lot_results(met_state *st, int64_t lot_id, const struct met_result
 		struct met_title t;
 		struct met_error e2 = { 0 };
 		const char *folio = r->folio;
+		memset(&t, 0, sizeof(t));
 		char from_name[sizeof(r->archivo)];
 		if (!folio[0]) { /* no FOLIO CONTROL: fall back to ARCHIVO "<folio>.xml" */
 			snprintf(from_name, sizeof(from_name), "%s", r->archivo);
