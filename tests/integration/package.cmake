@@ -7,5 +7,5 @@ foreach(t ${FIRMANTE_PACKAGE_TESTS})
   set_tests_properties(package_${t} PROPERTIES ENVIRONMENT "${FIRMANTE_TEST_ENV}" TIMEOUT 300)
 endforeach()
 # Whole package builds: one at a time, nothing else running beside them.
-set_tests_properties(package_deb PROPERTIES TIMEOUT 900 RUN_SERIAL TRUE SKIP_RETURN_CODE 77)
+set_tests_properties(package_deb PROPERTIES TIMEOUT 1500 RUN_SERIAL TRUE SKIP_RETURN_CODE 77)
 set_tests_properties(package_rpm PROPERTIES TIMEOUT 900 RUN_SERIAL TRUE)

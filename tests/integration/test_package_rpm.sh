@@ -26,6 +26,7 @@ has 'firmante-0*.rpm' /usr/bin/firmanted /usr/bin/firmante /etc/firmante/firmant
   /usr/lib/systemd/system/firmanted.socket /usr/lib/systemd/system/firmanted.service \
   /usr/lib/sysusers.d/firmante.conf '/usr/share/man/man8/firmanted.8.*' \
   '/usr/share/man/man5/firmanted.conf.5.*' '/usr/share/man/man1/firmante.1.*'
+grep -q '^/usr/lib/udev/rules.d/.*\.rules$' "$W/list" || { echo "FAIL: no udev rules in the firmante RPM"; exit 1; }
 rpm -qcp "$W"/rpms/firmante-0*.rpm 2>/dev/null | grep -qx /etc/firmante/firmanted.conf ||
   { echo "FAIL: /etc/firmante/firmanted.conf is not a %config file"; exit 1; }
 has 'titulos-0*.rpm' /usr/bin/titulos '/usr/share/man/man1/titulos.1.*'
