@@ -42,6 +42,8 @@ struct agent_config {
 	char policy_file[AGENT_PATH_MAX];   /* "" = no policy: everything interactive */
 	unsigned browser_port;              /* 0 = browser listener off (default) */
 	bool approval_queue;                /* approval = queue: `firmante approve` decides */
+	char group[64];                     /* group = NAME: its members may use the agent too */
+	gid_t group_gid;                    /* resolved at start; (gid_t)-1 without a group */
 	struct {
 		char token[33];             /* CKA token label or serial */
 		long seconds;
@@ -87,10 +89,19 @@ void agent_config_clear(struct agent_config *cfg);
  */
 int agent_listen_unix(const char *path, int backlog, int *out_fd, char *err, size_t err_size);
 
+/*
+ * agent_listen_unix_group - agent_listen_unix(), and with @gid other than
+ * (gid_t)-1: the directory 0750 and the socket 0660, both of group @gid
+ * (configuration "group"), so that the group's members can connect.
+ */
+int agent_listen_unix_group(const char *path, int backlog, gid_t gid, int *out_fd, char *err,
+			    size_t err_size);
+
 /* Who is calling: from SO_PEERCRED and /proc/<pid>/exe. */
 struct agent_caller {
 	uid_t uid;
 	pid_t pid;
+	gid_t gid;     /* primary group, from SO_PEERCRED */
 	char exe[512]; /* "?" when unreadable; control characters replaced */
 	char origin[256]; /* browser listener: the page's Origin; "" on the Unix socket */
 };

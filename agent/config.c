@@ -244,6 +244,14 @@ static int apply_key(struct agent_config *cfg, const char *section, const char *
 		}
 		return 0;
 	}
+	if (!strcmp(name, "group")) {
+		if (!value[0] || strlen(value) >= sizeof(cfg->group)) {
+			snprintf(msg, msg_size, "group: expected a group name");
+			return FIRMANTE_E_CONFIG;
+		}
+		snprintf(cfg->group, sizeof(cfg->group), "%s", value);
+		return 0;
+	}
 	if (!strcmp(name, "pin-cache")) {
 		const char *colon = strrchr(value, ':');
 		size_t len = colon ? (size_t)(colon - value) : 0;
@@ -327,6 +335,7 @@ int agent_config_defaults(struct agent_config *cfg, char *err, size_t err_size)
 	cfg->approval_timeout = 120;
 	cfg->allow_extractable_keys = false;
 	cfg->max_clients = 16;
+	cfg->group_gid = (gid_t)-1;
 	if (rt && rt[0] == '/')
 		n = snprintf(cfg->socket_path, sizeof(cfg->socket_path), "%s/firmante/agent.sock", rt);
 	else

@@ -192,6 +192,7 @@ static int identify_caller(struct MHD_Connection *c, struct agent_caller *out)
 		return FIRMANTE_E_FORBIDDEN;
 	out->uid = cred.uid;
 	out->pid = cred.pid;
+	out->gid = cred.gid;
 	snprintf(proc, sizeof(proc), "/proc/%ld/exe", (long)cred.pid);
 	n = readlink(proc, out->exe, sizeof(out->exe) - 1);
 	if (n <= 0) {
@@ -201,6 +202,42 @@ static int identify_caller(struct MHD_Connection *c, struct agent_caller *out)
 		agent_sanitize(out->exe);
 	}
 	return 0;
+}
+
+/* Is @c a member of @gid (primary group, or in /proc/<pid>/status Groups)? */
+static bool caller_in_group(const struct agent_caller *c, gid_t gid)
+{
+	char path[64], line[4096];
+	FILE *f;
+	bool in = false;
+
+	if (gid == (gid_t)-1)
+		return false;
+	if (c->gid == gid)
+		return true;
+	snprintf(path, sizeof(path), "/proc/%ld/status", (long)c->pid);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	while (!in && fgets(line, sizeof(line), f)) {
+		char *p, *end;
+
+		if (strncmp(line, "Groups:", 7) != 0)
+			continue;
+		for (p = line + 7;; p = end) {
+			unsigned long g;
+
+			errno = 0;
+			g = strtoul(p, &end, 10);
+			if (end == p || errno)
+				break;
+			if ((gid_t)g == gid)
+				in = true;
+		}
+		break;
+	}
+	fclose(f);
+	return in;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1395,12 +1432,21 @@ static enum MHD_Result first_call(struct MHD_Connection *c, struct request *rq, 
 				    "the caller could not be identified (SO_PEERCRED)");
 	}
 	rq->caller_known = true;
-	if (rq->caller.uid != geteuid()) {
+	if (rq->caller.uid != geteuid() &&
+	    !caller_in_group(&rq->caller, rq->agent->cfg->group_gid)) {
 		snprintf(detail, sizeof(detail), "uid %lu may not use the agent of uid %lu",
 			 (unsigned long)rq->caller.uid, (unsigned long)geteuid());
 		return send_problem(c, rq, FIRMANTE_E_FORBIDDEN, detail);
 	}
 	rq->ep = route(url);
+	if (rq->caller.uid != geteuid() &&
+	    (rq->ep == EP_REQUESTS || rq->ep == EP_PAIRINGS || rq->ep == EP_REVOKE)) {
+		/* Decisions belong to the holder, not to the group's members. */
+		snprintf(detail, sizeof(detail),
+			 "only the holder (uid %lu) may see or decide approvals and pairings",
+			 (unsigned long)geteuid());
+		return send_problem(c, rq, FIRMANTE_E_FORBIDDEN, detail);
+	}
 	if (rq->ep == EP_NONE || rq->ep == EP_PAIR) {
 		/* Pairing is for browser pages, on the loopback listener. */
 		snprintf(detail, sizeof(detail), "no endpoint %.100s; see docs/protocol.md", rq->path);

@@ -11,8 +11,9 @@
 #include "agent.h"
 #include "firmante/protocol.h"
 
-/* Check (or create) the directory holding the socket. */
-static int prepare_dir(const char *dir, char *err, size_t err_size)
+/* Check (or create) the directory holding the socket: 0700, or 0750 with
+ * group @gid when a group may use the agent ((gid_t)-1: none). */
+static int prepare_dir(const char *dir, gid_t gid, char *err, size_t err_size)
 {
 	struct stat sb;
 
@@ -32,6 +33,15 @@ static int prepare_dir(const char *dir, char *err, size_t err_size)
 		snprintf(err, err_size, "%s belongs to uid %lu, not to us (uid %lu); refusing it",
 			 dir, (unsigned long)sb.st_uid, (unsigned long)geteuid());
 		return FIRMANTE_E_CONFIG;
+	}
+	if (gid != (gid_t)-1) {
+		/* Open the directory to the configured group only. */
+		if ((sb.st_gid != gid && chown(dir, (uid_t)-1, gid) != 0) || chmod(dir, 0750) != 0) {
+			snprintf(err, err_size, "%s: cannot give it to group %lu with mode 0750: %s",
+				 dir, (unsigned long)gid, strerror(errno));
+			return FIRMANTE_E_CONFIG;
+		}
+		return 0;
 	}
 	if (sb.st_mode & 077) {
 		snprintf(err, err_size,
@@ -84,6 +94,12 @@ out:
 
 int agent_listen_unix(const char *path, int backlog, int *out_fd, char *err, size_t err_size)
 {
+	return agent_listen_unix_group(path, backlog, (gid_t)-1, out_fd, err, err_size);
+}
+
+int agent_listen_unix_group(const char *path, int backlog, gid_t gid, int *out_fd, char *err,
+			    size_t err_size)
+{
 	struct sockaddr_un sa;
 	char dir[AGENT_SOCKET_PATH_MAX];
 	char *slash;
@@ -107,7 +123,7 @@ int agent_listen_unix(const char *path, int backlog, int *out_fd, char *err, siz
 		goto out;
 	}
 	*slash = '\0';
-	rc = prepare_dir(dir, err, err_size);
+	rc = prepare_dir(dir, gid, err, err_size);
 	if (rc)
 		goto out;
 	rc = remove_stale(path, &sa, err, err_size);
@@ -131,7 +147,8 @@ int agent_listen_unix(const char *path, int backlog, int *out_fd, char *err, siz
 		goto out;
 	}
 	umask(old_mask);
-	if (chmod(path, 0600) != 0) {
+	if ((gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) != 0) ||
+	    chmod(path, gid != (gid_t)-1 ? 0660 : 0600) != 0) {
 		snprintf(err, err_size, "chmod %s: %s", path, strerror(errno));
 		rc = FIRMANTE_E_IO;
 		unlink(path);

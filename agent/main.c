@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -75,7 +76,7 @@ static void usage(FILE *f)
 		"\n"
 		"Configuration keys, section [agent]: socket, module (repeatable),\n"
 		"use-p11kit-modules, pinentry, approval-timeout, allow-extractable-keys,\n"
-		"max-clients, token-timeout, approval (pinentry or queue), pin-cache\n"
+		"max-clients, token-timeout, approval (pinentry or queue), group, pin-cache\n"
 		"(TOKEN:SECONDS, opt-in), audit-log, policy, browser-port (0 = off),\n"
 		"paired-origins.\n"
 		"See examples/firmanted.conf, docs/protocol.md and docs/security.md.\n"
@@ -101,6 +102,8 @@ static void print_config(const struct agent_config *cfg)
 	printf("audit-log = %s\n", cfg->audit_log[0] ? cfg->audit_log : "(none: set audit-log)");
 	printf("policy = %s\n", cfg->policy_file[0] ? cfg->policy_file : "(none: every caller interactive)");
 	printf("approval = %s\n", cfg->approval_queue ? "queue" : "pinentry");
+	if (cfg->group[0])
+		printf("group = %s\n", cfg->group);
 	for (size_t i = 0; i < cfg->n_pin_cache; i++)
 		printf("pin-cache = %s:%ld\n", cfg->pin_cache[i].token, cfg->pin_cache[i].seconds);
 	printf("browser-port = %u%s\n", cfg->browser_port, cfg->browser_port ? "" : " (off)");
@@ -225,7 +228,18 @@ int main(int argc, char **argv)
 	}
 	agent.cfg = &cfg;
 	agent.started = time(NULL);
-	/* The guard: audit log, caller policies, paired browser origins. */
+	/* The guard: a group allowed besides us, audit log, caller policies,
+	 * paired browser origins. */
+	if (cfg.group[0]) {
+		struct group gr, *grp = NULL;
+		char grbuf[4096];
+
+		if (getgrnam_r(cfg.group, &gr, grbuf, sizeof(grbuf), &grp) != 0 || !grp) {
+			fprintf(stderr, "firmanted: group \"%s\" does not exist\n", cfg.group);
+			goto out;
+		}
+		cfg.group_gid = grp->gr_gid;
+	}
 	if (!cfg.audit_log[0]) {
 		fprintf(stderr, "firmanted: no audit log path ($HOME unset); set audit-log\n");
 		goto out;
@@ -249,8 +263,8 @@ int main(int argc, char **argv)
 	 * make our own. */
 	rc = agent_systemd_listen_fd(&listen_fd, err, sizeof(err));
 	if (rc == 0 && listen_fd < 0) {
-		rc = agent_listen_unix(cfg.socket_path, (int)cfg.max_clients, &listen_fd, err,
-				       sizeof(err));
+		rc = agent_listen_unix_group(cfg.socket_path, (int)cfg.max_clients,
+					     cfg.group_gid, &listen_fd, err, sizeof(err));
 		listening = rc == 0;
 	}
 	if (rc) {

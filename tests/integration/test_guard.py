@@ -183,6 +183,7 @@ def body(env):
     unattended(env)
     final_try(env)
     pin_cache(env)
+    group_access(env)
     cap_413(env)
 
 
@@ -710,6 +711,43 @@ def pin_cache(env):
     r = subprocess.run([ta.AGENT, "--config", short.conf, "--check-config"],
                        capture_output=True, text=True)
     check(f"pin-cache = {ta.LABEL}:1" in r.stdout, "--check-config prints pin-cache")
+
+
+# ------------------------------------------------------------------ group
+
+PROBE = ("import socket,sys\n"
+         "s=socket.socket(socket.AF_UNIX)\n"
+         "try:\n s.connect(sys.argv[1])\n"
+         "except PermissionError:\n print('EACCES'); sys.exit()\n"
+         "for path in sys.argv[2:]:\n"
+         " s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])\n"
+         " s.sendall(('GET '+path+' HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n').encode())\n"
+         " print(s.recv(100).split(b' ')[1].decode(), end=' ')\n")
+
+
+def group_access(env):
+    import grp
+    gid = grp.getgrnam("nogroup").gr_gid
+    ag = env.agent("group", env.stub(), extra="group = nogroup")
+    st = os.stat(ag.rundir)
+    sk = os.stat(ag.sock)
+    check((st.st_mode & 0o777) == 0o750 and st.st_gid == gid and
+          (sk.st_mode & 0o777) == 0o660 and sk.st_gid == gid,
+          "group = nogroup: directory 0750 and socket 0660 of that group")
+
+    def probe(*creds):
+        r = subprocess.run(["setpriv"] + list(creds) + ["/usr/bin/python3", "-c", PROBE, ag.sock,
+                                                        "/v1/status", "/v1/requests"],
+                           capture_output=True, text=True)
+        return r.stdout.strip()
+
+    out = probe("--reuid=65534", f"--regid={gid}", "--clear-groups")
+    check(out == "200 403", f"a member of the group is served, but not the holder's "
+                            f"approvals ({out})")
+    out = probe("--reuid=65534", "--regid=1", f"--groups={gid}")
+    check(out == "200 403", f"a supplementary member of the group is served ({out})")
+    out = probe("--reuid=65534", "--regid=1", "--clear-groups")
+    check(out == "EACCES", f"a user outside the group cannot connect ({out})")
 
 
 # ------------------------------------------------------------------ caps
