@@ -157,7 +157,12 @@ def main():
     env = None
     try:
         env = Env(work)
-        body(env)
+        try:
+            body(env)
+        except Exception as e:  # an unexpected error is a failure, with its trace
+            import traceback
+            traceback.print_exc()
+            check(False, f"unexpected {type(e).__name__}: {e}")
     finally:
         if env:
             for a in env.agents:
