@@ -849,6 +849,30 @@ def table(res):
     return "\n".join(lines)
 
 
+def markdown(res):
+    """The table as Markdown (README "Performance")."""
+    c = res["conditions"]
+    out = ["| fig | what | median | spread (min–max) | ratio to (1) | target | met |",
+           "|---|---|---|---|---|---|---|"]
+    for f in res["figures"]:
+        if f["status"] != "measured":
+            out.append("| %s | %s | — | | | %s | %s |" % (f["id"], f["name"], f.get("target", ""),
+                                                       f["status"] + ": " + f["reason"][:120]))
+            continue
+        met = {True: "yes", False: "**no**", None: ""}[f.get("target_met")]
+        out.append("| %s | %s | %s %s | %s–%s | %s | %s | %s |" % (
+            f["id"], f["name"], fmt(f["median"]), f["unit"], fmt(f["min"]), fmt(f["max"]),
+            "%.3f" % f["ratio"] if "ratio" in f else "", f.get("target", ""), met))
+    out.append("")
+    out += ["- (%s) %s" % (f["id"], f["note"]) for f in res["figures"] if f.get("note")]
+    out.append("")
+    out.append("%s, commit %s, %s, %s cores, %s; %d runs per figure; load average %.2f at "
+               "start, %.2f at end; %.0f s." % (c["date"], c["commit"], c["cpu"], c["cores"],
+                                                c["openssl"], c["runs"], c["loadavg_start"],
+                                                c["loadavg_end"], c["seconds"]))
+    return "\n".join(out)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build-dir", required=True)
@@ -859,7 +883,12 @@ def main():
     ap.add_argument("--titles", type=int, default=None, help="titles per build run")
     ap.add_argument("--rss-titles", type=int, default=None, help="titles for the RSS runs")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--markdown", metavar="JSON",
+                    help="print the table of an earlier run's JSON as Markdown and exit")
     args = ap.parse_args()
+    if args.markdown:
+        print(markdown(json.load(open(args.markdown))))
+        return 0
     q = args.quick
     args.runs = args.runs or (2 if q else 5)
     args.titles = args.titles or (30 if q else 5000)
