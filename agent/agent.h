@@ -42,6 +42,8 @@ struct agent_config {
 	char policy_file[AGENT_PATH_MAX];   /* "" = no policy: everything interactive */
 	unsigned browser_port;              /* 0 = browser listener off (default) */
 	bool approval_queue;                /* approval = queue: `firmante approve` decides */
+	long token_poll_interval;           /* seconds between token scans without USB events */
+	long batch_pause_timeout;           /* seconds a batch waits for its token to return */
 	char group[64];                     /* group = NAME: its members may use the agent too */
 	gid_t group_gid;                    /* resolved at start; (gid_t)-1 without a group */
 	struct {
@@ -345,6 +347,7 @@ struct agent {
 	struct agent_audit *audit;
 	struct agent_policy_set *policies;
 	struct agent_pairings *pairings;
+	struct agent_hotplug *hotplug;  /* tokens arriving and leaving (hotplug.h) */
 };
 
 /* ------------------------------------------------------------------ */

@@ -12,6 +12,7 @@
 
 #include "agent.h"
 #include "workers.h"
+#include "hotplug.h"
 #include "firmante/protocol.h"
 
 struct parse_state {
@@ -211,6 +212,24 @@ static int apply_key(struct agent_config *cfg, const char *section, const char *
 		cfg->max_clients = (unsigned)n;
 		return 0;
 	}
+	if (!strcmp(name, "token-poll-interval")) {
+		if (parse_long(value, 1, AGENT_POLL_INTERVAL_MAX, &n)) {
+			snprintf(msg, msg_size, "token-poll-interval: expected seconds from 1 to %d",
+				 AGENT_POLL_INTERVAL_MAX);
+			return FIRMANTE_E_CONFIG;
+		}
+		cfg->token_poll_interval = n;
+		return 0;
+	}
+	if (!strcmp(name, "batch-pause-timeout")) {
+		if (parse_long(value, 1, AGENT_BATCH_PAUSE_MAX, &n)) {
+			snprintf(msg, msg_size, "batch-pause-timeout: expected seconds from 1 to %d",
+				 AGENT_BATCH_PAUSE_MAX);
+			return FIRMANTE_E_CONFIG;
+		}
+		cfg->batch_pause_timeout = n;
+		return 0;
+	}
 	if (!strcmp(name, "token-timeout")) {
 		/* Kept by the token workers (agent/workers.h). */
 		if (parse_long(value, 1, AGENT_MAX_TOKEN_TIMEOUT, &n)) {
@@ -333,6 +352,8 @@ int agent_config_defaults(struct agent_config *cfg, char *err, size_t err_size)
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->use_p11kit_modules = true;
 	cfg->approval_timeout = 120;
+	cfg->token_poll_interval = AGENT_POLL_INTERVAL_DEFAULT;
+	cfg->batch_pause_timeout = AGENT_BATCH_PAUSE_DEFAULT;
 	cfg->allow_extractable_keys = false;
 	cfg->max_clients = 16;
 	cfg->group_gid = (gid_t)-1;

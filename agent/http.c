@@ -23,6 +23,7 @@
 
 #include "agent.h"
 #include "workers.h"
+#include "hotplug.h"
 #include "firmante/build-config.h"
 #include "firmante/protocol.h"
 #include "firmante/satcert.h"
@@ -35,7 +36,7 @@
 #define CONNECTION_TIMEOUT_S 60u
 
 enum endpoint { EP_NONE, EP_STATUS, EP_TOKENS, EP_KEYS, EP_SIGN, EP_PAIR, EP_PAIRINGS,
-		EP_REVOKE, EP_REQUESTS, EP_DECIDE, EP_SIGN_BATCH };
+		EP_REVOKE, EP_REQUESTS, EP_DECIDE, EP_SIGN_BATCH, EP_EVENTS };
 
 /* Which listener a request came in on (the daemon's closure). */
 struct listener {
@@ -695,6 +696,10 @@ struct batch_stream {
 	struct batch_item *items;
 	size_t n, next, signed_count;
 	bool header_sent, finished;
+	/* Token removed: the batch waits for the same token (serial + label). */
+	bool paused;
+	unsigned pauses;
+	struct timespec pause_deadline; /* CLOCK_MONOTONIC */
 	const char *stop_code;
 	struct agent_batch b;
 	bool approved;
@@ -880,6 +885,97 @@ static const char *rq_folio(const struct batch_item *it)
 	return it->ap.folio_control ? it->ap.folio_control : "";
 }
 
+/* Is the batch's token (serial + label) among the tokens present now? */
+static bool batch_token_present(struct batch_stream *bs)
+{
+	struct fp11_token_info *t = NULL;
+	size_t n = 0;
+	bool found = false;
+
+	if (fp11_list_tokens(bs->agent->p11, &t, &n) != 0)
+		return false;
+	for (size_t i = 0; i < n && !found; i++)
+		found = !strcmp(t[i].serial, bs->id->token.serial) &&
+			!strcmp(t[i].label, bs->id->token.label);
+	free(t);
+	return found;
+}
+
+/* One audit record for a pause or a resume of the batch. */
+static void batch_audit(struct batch_stream *bs, const char *event, const char *result)
+{
+	struct agent_audit_record rec;
+	char res[128];
+
+	snprintf(res, sizeof(res), "%s: %zu of %zu signed", result, bs->signed_count, bs->n);
+	memset(&rec, 0, sizeof(rec));
+	rec.event = event;
+	rec.caller = &bs->caller;
+	rec.key = bs->id->uri;
+	rec.no_certificado = bs->id->cert.no_certificado;
+	rec.batch = bs->b.id;
+	rec.decision = "none";
+	rec.result = res;
+	agent_audit_append(bs->agent->audit, &rec);
+}
+
+/*
+ * The token of a running batch left (token-removed, or its key is gone
+ * with it): pause. The PIN of the batch is wiped, so the holder logs in
+ * again (GETPIN) when the token is back. Returns the line to send, or
+ * NULL when the batch cannot pause (no watcher, too many pauses).
+ */
+static json_t *batch_pause(struct batch_stream *bs)
+{
+	const struct agent_config *cfg = bs->agent->cfg;
+	json_t *o;
+
+	if (!bs->agent->hotplug || bs->pauses >= AGENT_BATCH_MAX_PAUSES)
+		return NULL;
+	bs->paused = true;
+	bs->pauses++;
+	clock_gettime(CLOCK_MONOTONIC, &bs->pause_deadline);
+	bs->pause_deadline.tv_sec += cfg->batch_pause_timeout;
+	fm_wipe(bs->b.pin, sizeof(bs->b.pin));
+	bs->b.have_pin = false;
+	agent_hotplug_rescan(bs->agent->hotplug);
+	batch_audit(bs, "sign-batch-paused", "token-removed");
+	agent_log("uid=%lu %s paused at item %zu/%zu: token \"%s\" (serial %s) removed; "
+		  "waiting up to %ld s", (unsigned long)bs->caller.uid, bs->b.id, bs->next + 1,
+		  bs->n, bs->id->token.label, bs->id->token.serial, cfg->batch_pause_timeout);
+	o = json_pack("{s:s, s:s, s:I, s:{s:s, s:s}, s:I}", "event", "paused", "reason",
+		      "token-removed", "index", (json_int_t)bs->next, "token", "label",
+		      bs->id->token.label, "serial", bs->id->token.serial, "timeout",
+		      (json_int_t)cfg->batch_pause_timeout);
+	return o;
+}
+
+/* Paused: wait for the same token; the line to send (resumed or the end). */
+static json_t *batch_wait_resume(struct batch_stream *bs)
+{
+	struct batch_item *it = &bs->items[bs->next];
+	char detail[300];
+
+	bs->paused = false;
+	if (agent_hotplug_wait_token(bs->agent->hotplug, bs->id->token.serial,
+				     bs->id->token.label, &bs->pause_deadline)) {
+		batch_audit(bs, "sign-batch-resumed", "token-back");
+		agent_log("uid=%lu %s resumed at item %zu/%zu: token \"%s\" is back",
+			  (unsigned long)bs->caller.uid, bs->b.id, bs->next + 1, bs->n,
+			  bs->id->token.label);
+		return json_pack("{s:s, s:I}", "event", "resumed", "index", (json_int_t)bs->next);
+	}
+	snprintf(detail, sizeof(detail), "token \"%s\" (serial %s) was removed and did not "
+		 "come back within %ld s; titles from index %zu on were not signed",
+		 bs->id->token.label, bs->id->token.serial, bs->agent->cfg->batch_pause_timeout,
+		 bs->next);
+	bs->stop_code = firmante_err_code(FIRMANTE_E_TOKEN_REMOVED);
+	batch_audit(bs, "sign-batch-resumed", "token-removed");
+	return json_pack("{s:I, s:s, s:{s:s, s:i, s:s}}", "index", (json_int_t)bs->next, "id",
+			 it->rid, "problem", "code", bs->stop_code, "status",
+			 firmante_err_http_status(FIRMANTE_E_TOKEN_REMOVED), "detail", detail);
+}
+
 /* Make the next line of the stream; false at the end. */
 static bool batch_next_line(struct batch_stream *bs)
 {
@@ -893,6 +989,8 @@ static bool batch_next_line(struct batch_stream *bs)
 		o = json_pack("{s:O}", "batch", bs->manifest);
 		if (o && bs->rid[0])
 			json_object_set_new(o, "id", json_string(bs->rid));
+	} else if (bs->paused) {
+		o = batch_wait_resume(bs);
 	} else if (bs->next < bs->n && !bs->stop_code) {
 		struct batch_item *it = &bs->items[bs->next];
 
@@ -911,6 +1009,16 @@ static bool batch_next_line(struct batch_stream *bs)
 		rc = agent_sign_one(bs->agent, job);
 		if (!rc)
 			rc = fm_base64_encode(job->sig, job->sig_len, &sello);
+		if ((rc == FIRMANTE_E_TOKEN_REMOVED || rc == FIRMANTE_E_KEY_NOT_FOUND) &&
+		    !batch_token_present(bs) && (o = batch_pause(bs)) != NULL) {
+			/* The same item is signed again once the token is back. */
+			agent_log("uid=%lu %s item %zu/%zu folioControl=%s -> %s (paused)",
+				  (unsigned long)bs->caller.uid, bs->b.id, bs->next + 1, bs->n,
+				  rq_folio(it), firmante_err_code(rc));
+			fm_wipe(job, sizeof(*job));
+			free(job);
+			goto emit;
+		}
 		if (rc) {
 			o = json_pack("{s:I, s:s, s:{s:s, s:i, s:s}}", "index", (json_int_t)bs->next,
 				      "id", it->rid, "problem", "code", firmante_err_code(rc), "status",
@@ -941,6 +1049,7 @@ static bool batch_next_line(struct batch_stream *bs)
 	} else {
 		return false;
 	}
+emit:
 	if (!o) {
 		bs->finished = true;
 		return false;
@@ -1280,6 +1389,98 @@ static enum MHD_Result ep_decide(struct MHD_Connection *c, struct request *rq)
 }
 
 /* ------------------------------------------------------------------ */
+/* GET /v1/events?since=SEQ&timeout=SECONDS: tokens arriving and leaving */
+
+/* A decimal query value from @min to @max; absent gives @def. */
+static int query_number(struct MHD_Connection *c, const char *name, unsigned long long min,
+			unsigned long long max, unsigned long long def, unsigned long long *out)
+{
+	const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, name);
+	char *end = NULL;
+	unsigned long long n;
+
+	if (!v) {
+		*out = def;
+		return 0;
+	}
+	if (v[0] < '0' || v[0] > '9')
+		return FIRMANTE_E_BAD_REQUEST;
+	errno = 0;
+	n = strtoull(v, &end, 10);
+	if (errno || !end || *end || n < min || n > max)
+		return FIRMANTE_E_BAD_REQUEST;
+	*out = n;
+	return 0;
+}
+
+static json_t *event_token_json(const char *label, const char *serial, const char *manufacturer,
+				const char *model)
+{
+	return json_pack("{s:s, s:s, s:s, s:s}", "label", label, "serial", serial, "manufacturer",
+			 manufacturer, "model", model);
+}
+
+static enum MHD_Result ep_events(struct MHD_Connection *c, struct request *rq)
+{
+	struct agent *a = rq->agent;
+	struct agent_token_event *ev = NULL;
+	struct fp11_token_info *present = NULL;
+	unsigned long long since, timeout;
+	uint64_t last = 0, lost = 0;
+	size_t n = 0, n_present = 0;
+	json_t *list = NULL, *toks = NULL, *o;
+	char detail[200], when[32];
+
+	if (query_number(c, "since", 0, UINT64_MAX, 0, &since) ||
+	    query_number(c, "timeout", 0, AGENT_HOTPLUG_MAX_WAIT, 0, &timeout)) {
+		snprintf(detail, sizeof(detail), "since must be an event number (0 or more) and "
+			 "timeout seconds from 0 to %d", AGENT_HOTPLUG_MAX_WAIT);
+		return send_problem(c, rq, FIRMANTE_E_BAD_REQUEST, detail);
+	}
+	if (!a->hotplug)
+		return send_problem(c, rq, FIRMANTE_E_INTERNAL, "the token watcher is not running");
+	ev = calloc(AGENT_HOTPLUG_EVENTS, sizeof(*ev));
+	present = calloc(AGENT_HOTPLUG_MAX_TOKENS, sizeof(*present));
+	list = json_array();
+	toks = json_array();
+	if (!ev || !present || !list || !toks)
+		goto nomem;
+	agent_hotplug_events(a->hotplug, since, (long)timeout, ev, AGENT_HOTPLUG_EVENTS, &n, &last,
+			     &lost);
+	agent_hotplug_present(a->hotplug, present, AGENT_HOTPLUG_MAX_TOKENS, &n_present);
+	for (size_t i = 0; i < n; i++) {
+		o = json_pack("{s:I, s:s, s:s, s:o}", "seq", (json_int_t)ev[i].seq, "type",
+			      ev[i].kind == AGENT_TOKEN_ARRIVED ? "token-arrived" : "token-removed",
+			      "time", fm_time_iso8601(ev[i].when, when, sizeof(when)), "token",
+			      event_token_json(ev[i].label, ev[i].serial, ev[i].manufacturer,
+					       ev[i].model));
+		if (!o || json_array_append_new(list, o))
+			goto nomem;
+	}
+	for (size_t i = 0; i < n_present; i++) {
+		o = event_token_json(present[i].label, present[i].serial, present[i].manufacturer,
+				     present[i].model);
+		if (!o || json_array_append_new(toks, o))
+			goto nomem;
+	}
+	o = json_pack("{s:o, s:I, s:I, s:o, s:s}", "events", list, "last", (json_int_t)last,
+		      "lost", (json_int_t)lost, "tokens", toks, "watch",
+		      agent_hotplug_method(a->hotplug));
+	list = toks = NULL;
+	free(ev);
+	free(present);
+	if (!o)
+		return send_problem(c, rq, FIRMANTE_E_NOMEM, NULL);
+	return send_ok(c, rq, o);
+nomem:
+	json_decref(list);
+	json_decref(toks);
+	free(ev);
+	free(present);
+	return send_problem(c, rq, FIRMANTE_E_NOMEM, NULL);
+}
+
+/* ------------------------------------------------------------------ */
 /* MHD glue */
 
 static enum endpoint route(const char *url)
@@ -1302,6 +1503,8 @@ static enum endpoint route(const char *url)
 		return EP_REVOKE;
 	if (!strcmp(url, "/v1/requests"))
 		return EP_REQUESTS;
+	if (!strcmp(url, "/v1/events"))
+		return EP_EVENTS;
 	return EP_NONE;
 }
 
@@ -1399,7 +1602,7 @@ static enum MHD_Result browser_first_call(struct MHD_Connection *c, struct reque
 				    "(it may have been revoked); pair the page again");
 	snprintf(rq->cors, sizeof(rq->cors), "%s", origin);
 	if (rq->ep == EP_NONE || rq->ep == EP_PAIRINGS || rq->ep == EP_REVOKE ||
-	    rq->ep == EP_REQUESTS) {
+	    rq->ep == EP_REQUESTS || rq->ep == EP_EVENTS) {
 		snprintf(detail, sizeof(detail), "no endpoint %.100s on the browser port", rq->path);
 		return send_problem(c, rq, FIRMANTE_E_NOT_FOUND, detail);
 	}
@@ -1587,6 +1790,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		return ep_requests(c, rq);
 	case EP_DECIDE:
 		return ep_decide(c, rq);
+	case EP_EVENTS:
+		return ep_events(c, rq);
 	default:
 		return send_problem(c, rq, FIRMANTE_E_NOT_FOUND, NULL);
 	}

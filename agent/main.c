@@ -27,6 +27,7 @@
 #include "firmante/protocol.h"
 #include "firmante/token.h"
 #include "checkconfig.h"
+#include "hotplug.h"
 #include "systemd.h"
 
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -76,7 +77,8 @@ static void usage(FILE *f)
 		"\n"
 		"Configuration keys, section [agent]: socket, module (repeatable),\n"
 		"use-p11kit-modules, pinentry, approval-timeout, allow-extractable-keys,\n"
-		"max-clients, token-timeout, approval (pinentry or queue), group, pin-cache\n"
+		"max-clients, token-timeout, token-poll-interval, batch-pause-timeout,\n"
+		"approval (pinentry or queue), group, pin-cache\n"
 		"(TOKEN:SECONDS, opt-in), audit-log, policy, browser-port (0 = off),\n"
 		"paired-origins.\n"
 		"See examples/firmanted.conf, docs/protocol.md and docs/security.md.\n"
@@ -250,6 +252,15 @@ int main(int argc, char **argv)
 				       sizeof(err));
 	if (!rc && cfg.browser_port)
 		rc = agent_pairings_open(cfg.pairings_file, &agent.pairings, err, sizeof(err));
+	if (!rc && agent_hotplug_start(agent.p11, cfg.token_poll_interval, true,
+				       &agent.hotplug) != 0) {
+		agent.hotplug = NULL;
+		snprintf(err, sizeof(err), "the token watcher could not start");
+		rc = FIRMANTE_E_INTERNAL;
+	}
+	if (!rc)
+		agent_log("tokens watched by %s (token-poll-interval %ld s)",
+			  agent_hotplug_method(agent.hotplug), cfg.token_poll_interval);
 	if (!rc && agent_pincache_start(&cfg, agent.p11) != 0) {
 		snprintf(err, sizeof(err), "the PIN cache could not start");
 		rc = FIRMANTE_E_INTERNAL;
@@ -305,6 +316,7 @@ out:
 	agent_pinentry_abort_all();
 	agent_queue_close();
 	agent_pincache_stop();
+	agent_hotplug_stop(agent.hotplug); /* long-polls and paused batches return */
 	agent_http_stop(browserd);
 	agent_http_stop(httpd);
 	if (quiesced_fd >= 0)
@@ -313,6 +325,7 @@ out:
 		close(listen_fd);
 	if (listening)
 		unlink(cfg.socket_path);
+	agent_hotplug_free(agent.hotplug);
 	fp11_close(agent.p11);
 	agent_pairings_free(agent.pairings);
 	agent_policy_free(agent.policies);

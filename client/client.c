@@ -435,6 +435,9 @@ static int batch_line(struct batch_rx *rx, const char *text)
 			rx->cancelled = 1;
 	} else if (json_is_true(json_object_get(o, "done"))) {
 		rx->done = 1;
+	} else if (json_is_string(json_object_get(o, "event"))) {
+		/* "paused" (token removed) / "resumed": the batch goes on or
+		 * ends with a problem line; nothing to count here. */
 	} else if ((pr = json_object_get(o, "problem")) && json_is_object(pr)) {
 		const char *code = json_string_value(json_object_get(pr, "code"));
 		const char *detail = json_string_value(json_object_get(pr, "detail"));
@@ -449,13 +452,12 @@ static int batch_line(struct batch_rx *rx, const char *text)
 		json_t *idx = json_object_get(o, "firmanteIndex");
 
 		index = (size_t)json_integer_value(json_object_get(o, "index"));
-		if ((rc = take_string(o, "sello", &s.sello)) < 0 ||
-		    (rc = take_string(o, "certificadoResponsable", &s.certificado)) < 0 ||
-		    (rc = copy_fixed(o, "noCertificadoResponsable", s.no_certificado,
-				     sizeof(s.no_certificado), 20)) < 0 ||
-		    (rc = copy_fixed(o, "curp", s.curp, sizeof(s.curp), 18)) < 0 ||
-		    (rc = copy_fixed(o, "cadenaSha256", s.cadena_sha256, sizeof(s.cadena_sha256),
-				     64)) < 0 ||
+		if (take_string(o, "sello", &s.sello) < 0 ||
+		    take_string(o, "certificadoResponsable", &s.certificado) < 0 ||
+		    copy_fixed(o, "noCertificadoResponsable", s.no_certificado,
+			       sizeof(s.no_certificado), 20) < 0 ||
+		    copy_fixed(o, "curp", s.curp, sizeof(s.curp), 18) < 0 ||
+		    copy_fixed(o, "cadenaSha256", s.cadena_sha256, sizeof(s.cadena_sha256), 64) < 0 ||
 		    !json_is_integer(idx) || json_integer_value(idx) < 0 ||
 		    json_integer_value(idx) > INT_MAX) {
 			rx->bad = 1;
@@ -483,14 +485,23 @@ static size_t on_batch_data(char *ptr, size_t size, size_t nmemb, void *userdata
 		return on_data(ptr, size, nmemb, &rx->line);
 	for (size_t i = 0; i < n; i++) {
 		if (ptr[i] != '\n') {
-			char c = ptr[i];
+			struct reply_buf *b = &rx->line;
 
-			if (rx->line.len + 2 > BATCH_LINE_MAX) {
+			if (b->len + 2 > BATCH_LINE_MAX) {
 				rx->bad = 1;
 				return 0;
 			}
-			if (on_data(&c, 1, 1, &rx->line) != 1)
-				return 0;
+			if (b->len + 2 > b->cap) {
+				size_t ncap = b->cap ? 2 * b->cap : 4096;
+				char *nd = realloc(b->data, ncap);
+
+				if (!nd)
+					return 0;
+				b->data = nd;
+				b->cap = ncap;
+			}
+			b->data[b->len++] = ptr[i];
+			b->data[b->len] = '\0';
 			continue;
 		}
 		if (rx->line.len && batch_line(rx, rx->line.data) != 0)

@@ -7,3 +7,13 @@ set_tests_properties(tokens_parallel PROPERTIES
   LABELS "token"
   TIMEOUT 900
   RUN_SERIAL TRUE)
+
+# GET /v1/events (long-poll) and sign-batch pausing when its token is pulled
+# out, resuming when the same token is back under a new slot id (p11shim).
+add_test(NAME tokens_hotplug
+         COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_tokens_hotplug.py)
+set_tests_properties(tokens_hotplug PROPERTIES
+  ENVIRONMENT "${FIRMANTE_TEST_ENV}"
+  LABELS "token"
+  TIMEOUT 600
+  RUN_SERIAL TRUE)
