@@ -224,7 +224,13 @@ static void check_socket_dir(struct checker *c)
 			"unsafe permissions: socket directory %s belongs to uid %lu, not to the "
 			"agent's user (uid %lu)",
 			dir, (unsigned long)sb.st_uid, (unsigned long)geteuid());
-	else if (sb.st_mode & 077)
+	else if (c->cfg->group[0] && (sb.st_mode & 027))
+		/* "group = NAME": the agent opens it 0750 to that group itself. */
+		problem(c, line,
+			"unsafe permissions: socket directory %s is writable by its group or open "
+			"to others (mode %04o); with \"group\" it must be 0750 (fix: chmod 750 %s)",
+			dir, (unsigned)(sb.st_mode & 07777), dir);
+	else if (!c->cfg->group[0] && (sb.st_mode & 077))
 		problem(c, line,
 			"unsafe permissions: socket directory %s is open to group or others "
 			"(mode %04o); it must be 0700 (fix: chmod 700 %s)",

@@ -23,7 +23,8 @@
  *    when it has no '/'), as given and after resolving symbolic links, with
  *    the directories above them;
  *  - the socket's directory when it exists: it must belong to the agent's
- *    user and be closed to group and others (docs/security.md).
+ *    user and be closed to group and others (docs/security.md); with
+ *    "group = NAME" it may be readable by its group (0750).
  * A file or directory is unsafe when it belongs to a user other than root
  * or the agent's user, or is writable by group or others (a directory with
  * the sticky bit, like /tmp, may be writable by others).

@@ -7,7 +7,8 @@
 #  - a module owned by another user (as root only: needs chown);
 #  - the configuration file itself writable by others (FILE: ...);
 #  - a pinentry program in a group-writable directory (line of "pinentry");
-#  - an existing socket directory open to others (line of "socket");
+#  - an existing socket directory open to others (line of "socket"); with
+#    "group = NAME", 0750 is fine but a group-writable directory is not;
 #  - syntax errors still come first, as FILE:LINE.
 set -euo pipefail
 BIN=${FIRMANTE_BINARY_DIR:?}
@@ -83,7 +84,13 @@ chmod 755 "$T/bin"
 
 chmod 755 "$T/run"
 expect "socket directory open to others" 1 "$conf:3: unsafe permissions: socket directory $T/run is open to group or others"
+chmod 750 "$T/run"
+echo "group = $(id -gn)" >> "$conf"
+expect "socket directory 0750 with a group configured" 0 ""
+chmod 770 "$T/run"
+expect "socket directory group-writable with a group configured" 1 "$conf:3: unsafe permissions: socket directory $T/run is writable by its group"
 chmod 700 "$T/run"
+write_conf "$T/lib/module.so"
 
 expect "safe again" 0 ""
 
