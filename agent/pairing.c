@@ -67,6 +67,29 @@ bool agent_origin_valid(const char *o)
 	return true;
 }
 
+/* "ORIGIN HASH CREATED": three fields separated by single blanks. */
+static int split_line(const char *line, char *origin, size_t osize, char *hash, size_t hsize,
+		      long long *created)
+{
+	const char *sp1 = strchr(line, ' '), *sp2;
+	char *end = NULL;
+
+	if (!sp1 || (size_t)(sp1 - line) >= osize)
+		return -1;
+	sp2 = strchr(sp1 + 1, ' ');
+	if (!sp2 || (size_t)(sp2 - sp1 - 1) >= hsize)
+		return -1;
+	memcpy(origin, line, (size_t)(sp1 - line));
+	origin[sp1 - line] = '\0';
+	memcpy(hash, sp1 + 1, (size_t)(sp2 - sp1 - 1));
+	hash[sp2 - sp1 - 1] = '\0';
+	errno = 0;
+	*created = strtoll(sp2 + 1, &end, 10);
+	if (errno || end == sp2 + 1 || *end)
+		return -1;
+	return 0;
+}
+
 static int save(struct agent_pairings *ps)
 {
 	char *buf;
@@ -142,7 +165,7 @@ int agent_pairings_open(const char *path, struct agent_pairings **out, char *err
 			rc = FIRMANTE_E_CONFIG;
 			goto out;
 		}
-		if (sscanf(line, "%201s %65s %lld", origin, hash, &created) != 3 ||
+		if (split_line(line, origin, sizeof(origin), hash, sizeof(hash), &created) != 0 ||
 		    !agent_origin_valid(origin) || strlen(hash) != 64 ||
 		    strspn(hash, "0123456789abcdef") != 64) {
 			snprintf(err, err_size, "%s:%d: not an \"ORIGIN SHA256 CREATED\" line", path,

@@ -491,7 +491,7 @@ static size_t on_batch_data(char *ptr, size_t size, size_t nmemb, void *userdata
 				rx->bad = 1;
 				return 0;
 			}
-			if (b->len + 2 > b->cap) {
+			if (!b->data || b->len + 2 > b->cap) {
 				size_t ncap = b->cap ? 2 * b->cap : 4096;
 				char *nd = realloc(b->data, ncap);
 

@@ -67,9 +67,20 @@ static int read_head(const char *log, unsigned long long *seq, char hash[65])
 	f = fopen(path, "re");
 	if (!f)
 		return -1;
-	ok = fgets(line, sizeof(line), f) != NULL &&
-	     sscanf(line, "%llu %64s", seq, hash) == 2 && strlen(hash) == 64;
+	ok = fgets(line, sizeof(line), f) != NULL;
 	fclose(f);
+	if (ok) {
+		char *end = NULL;
+
+		errno = 0;
+		*seq = strtoull(line, &end, 10);
+		ok = !errno && end != line && *end == ' ' && strlen(end + 1) >= 64 &&
+		     strspn(end + 1, "0123456789abcdef") == 64;
+		if (ok) {
+			memcpy(hash, end + 1, 64);
+			hash[64] = '\0';
+		}
+	}
 	return ok ? 0 : -2;
 }
 
@@ -191,7 +202,6 @@ static int show(const char *path, int as_json, unsigned long last)
 	FILE *f;
 	char *line = NULL;
 	size_t cap = 0;
-	ssize_t n;
 	unsigned long long total = 0, lineno = 0;
 
 	f = fopen(path, "re");
@@ -201,14 +211,14 @@ static int show(const char *path, int as_json, unsigned long last)
 		return 3;
 	}
 	if (last) {
-		while ((n = getline(&line, &cap, f)) > 0)
+		while (getline(&line, &cap, f) > 0)
 			total++;
 		rewind(f);
 	}
 	if (!as_json)
 		printf("%-6s %-20s %-28s %-14s %-22s %-12s %s\n", "#", "TIME (UTC)", "CALLER",
 		       "DECISION", "RESULT", "FOLIO", "CERTIFICATE / ORIGIN");
-	while ((n = getline(&line, &cap, f)) > 0) {
+	while (getline(&line, &cap, f) > 0) {
 		json_t *o, *caller;
 		char who[64];
 
