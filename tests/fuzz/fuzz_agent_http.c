@@ -8,6 +8,12 @@
  * hangs on a half-closed connection), anything it sends starts with an
  * HTTP/1.x status line, a JSON reply carries a JSON body, and it keeps
  * serving (the next connection is answered).
+ *
+ * Built with FUZZ_BROWSER=1 (target agent_browser) it drives the browser
+ * listener (agent_http_start_browser) instead, over TCP on 127.0.0.1, with
+ * one paired origin (https://registro.uvc.edu.mx, token "a" x 64); inputs
+ * write the listener's port as "@@@@@" (Host header), and the check
+ * request is the paired page's GET /v1/status.
  */
 #include <errno.h>
 #include <poll.h>
