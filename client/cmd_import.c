@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,6 +196,9 @@ int firmante_cmd_import(int argc, char **argv)
 
 	memset(password, 0, sizeof(password));
 	memset(&asker, 0, sizeof(asker));
+	/* A pinentry that exits first (after BYE, or killed) must not end
+	 * this process with SIGPIPE: the write fails with EPIPE instead. */
+	signal(SIGPIPE, SIG_IGN);
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {

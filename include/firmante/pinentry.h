@@ -12,7 +12,10 @@
  * kills the program when a dialog stays open longer than the timeout.
  * Secrets read with GETPIN pass through a fixed buffer that is wiped.
  *
- * One fm_pinentry is used by one thread at a time.
+ * One fm_pinentry is used by one thread at a time. The process should
+ * ignore SIGPIPE (signal(SIGPIPE, SIG_IGN)): a pinentry program that exits
+ * before the last write (its answer to BYE, a crash) would otherwise kill
+ * the caller; with it ignored the write fails and is reported.
  */
 #ifndef FIRMANTE_PINENTRY_H
 #define FIRMANTE_PINENTRY_H

@@ -112,7 +112,8 @@ def main():
         log = os.path.join(work, "pe-both.log")
         r = run_import(key, "both", f"{STUB} --pin-file {pwfile} --log {log}")
         text = log_text(log)
-        check(r.returncode == 0, f"password and token PIN through pinentry ({r.stderr.strip()})")
+        check(r.returncode == 0, f"password and token PIN through pinentry "
+              f"(exit {r.returncode}; {r.stderr.strip()})")
         check(text.count("GETPIN") == 2 and 'Enter the PIN of token "both"' in text,
               "two GETPIN dialogs, the second one naming the token")
         check(text.count("BYE") == 1, "one pinentry program for both questions")
