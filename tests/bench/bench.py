@@ -16,12 +16,16 @@ Figures
       approving every request; its own cost is figure 2s)
   2s  the pinentry stand-in: spawn, CONFIRM, GETPIN, BYE
   2u  agent one at a time under an unattended policy (no dialog)
-  3   agent sign-batch            4  two tokens in parallel
-  5   browser listener            6  titulos build / verify / ZIP lots
+  3   POST /v1/sign-batch under the unattended policy
+  4r  raw C_Sign on two tokens side by side; 4: the same through the agent
+  5   the loopback browser listener (Host, Origin, pairing token), interactive
+  6b  titulos build on tmpfs; 6d on disk; 6v titulos verify; 6z ZIP lots
+      (met_lote_build); 6br, 6vr, 6zr: peak RSS for --rss-titles titles
   7   openssl speed rsa2048 (sign and verify) on this machine
 
 Usage: bench.py --build-dir DIR [--quick] [--runs N] [--json FILE]
                 [--titles N] [--rss-titles N] [--keep]
+       bench.py --build-dir DIR --markdown RESULTS.json
 Only the Python standard library, lxml and cryptography are used.
 """
 
