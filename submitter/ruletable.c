@@ -90,7 +90,7 @@ static const struct titulo_rule rules[] = {
 	{ "signer-curp-mismatch", E, FIRMANTE_E_SIGNER_NOT_IN_DOCUMENT, "signing", "the signer's CURP equals the CURP in the certificate of the signer's key", "§7" },
 	{ "signer-cert-not-fiel", E, FIRMANTE_E_CERT_NOT_FIEL, "signing", "the signer's certificate is an e.firma (FIEL), not a CSD", "§6" },
 	{ "signer-cert-validity", E, FIRMANTE_E_CERT_EXPIRED, "signing", "the signer's certificate is valid today, when the title is signed", "§7" },
-	{ "signer-cert-expedition", W, 0, "signing", "the signer's certificate is valid on the title's fechaExpedicion (a title issued before the certificate existed draws questions)", "§7" },
+	{ "signer-cert-expedition", E, FIRMANTE_E_CERT_EXPIRED, "signing", "the signer's certificate is valid on the title's fechaExpedicion", "§7" },
 	/* reading titles (`titulos verify`, `titulos show`) */
 	{ "xml-encoding", E, DOC, "XML", "the document is UTF-8 without BOM and declares UTF-8", "§1" },
 	{ "xml-structure", E, DOC, "XML", "the document is well-formed, in the namespace, with the elements of §2 named and ordered as the standard names them", "§1, §2" },

@@ -565,8 +565,10 @@ static int check_signer_key(const struct titulo_conf_firmante *cf, const struct 
 					   k->no_certificado, cf->key,
 					   strcmp(k->kind, "csd") == 0 ? "CSD (sello digital)"
 								     : "certificate of unknown kind");
+		/* Calendar dates against the certificate's days: a title dated the
+		 * day the certificate starts or ends is within it. */
 		if (date && k->not_before[0] && k->not_after[0] &&
-		    (strcmp(date, k->not_before) < 0 || strcmp(date, k->not_after) > 0))
+		    (strncmp(date, k->not_before, 10) < 0 || strncmp(date, k->not_after, 10) > 0))
 			titulo_finding_add(&f, expedition ? "signer-cert-expedition" : "signer-cert-validity",
 					   -1, cf->curp, in_path, 0, 0, field,
 					   "the certificate %s is valid from %s to %s, not on %s (%s)",

@@ -430,7 +430,9 @@ static titulo *build_one(const char *csv, size_t len, struct titulo_findings *f)
 	return t;
 }
 
-static char *xml_of(const titulo *t)
+/* noinline: gcc 12 -O2 takes strstr() results on the returned buffer for
+ * pointers to the inlined local (a -Wdangling-pointer false positive). */
+__attribute__((noinline)) static char *xml_of(const titulo *t)
 {
 	char *xml = NULL;
 	size_t xl;
@@ -474,9 +476,10 @@ static void test_empty_optional(void **state)
 	assert_non_null(prof);
 	char *end = strstr(prof, "/>");
 	assert_non_null(end);
-	*end = '\0';
-	assert_null(strstr(prof, "segundoApellido"));
-	*end = '/';
+	char *element = strndup(prof, (size_t)(end - prof));
+	assert_non_null(element);
+	assert_null(strstr(element, "segundoApellido"));
+	free(element);
 	assert_null(titulo_attr(t, "Profesionista", "segundoApellido"));
 	assert_null(strstr(xml, "=\"\""));
 	char *cad = NULL;
@@ -953,6 +956,8 @@ static void test_csd_not_fiel(void **state)
 	struct titulo_findings f = verify_text(x, strlen(x), FIRMANTE_E_INVALID);
 	const struct titulo_finding *c = find_rule(&f, "cert-not-fiel", "certificadoResponsable");
 	assert_non_null(c);
+	if (!c)
+		return;
 	assert_non_null(strstr(c->message, "not an e.firma"));
 	assert_int_equal(c->firmante, 0);
 	assert_int_equal(f.errors, 1);
