@@ -433,9 +433,20 @@ static enum MHD_Result ep_keys(struct MHD_Connection *c, struct request *rq)
 	rc = fp11_list_identities(rq->agent->p11, &ids, &n);
 	if (rc)
 		return send_problem(c, rq, rc, "listing the keys failed");
+	/* ?cert=1: each certificate's DER bytes as read from the token
+	 * (CKA_VALUE), Base64, for exporting the .cer (docs/protocol.md). */
+	const char *want = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "cert");
+	bool with_cert = want && strcmp(want, "1") == 0;
 	arr = json_array();
-	for (size_t i = 0; arr && i < n; i++)
-		json_array_append_new(arr, key_json(rq->agent, &ids[i], now));
+	for (size_t i = 0; arr && i < n; i++) {
+		json_t *k = key_json(rq->agent, &ids[i], now);
+		char *b64 = NULL;
+		if (k && with_cert && ids[i].cert_der && ids[i].cert_len &&
+		    fm_base64_encode(ids[i].cert_der, ids[i].cert_len, &b64) == 0)
+			json_object_set_new(k, "certificate", json_string(b64));
+		free(b64);
+		json_array_append_new(arr, k);
+	}
 	fp11_identities_free(ids, n);
 	if (!arr)
 		return send_problem(c, rq, FIRMANTE_E_NOMEM, NULL);
