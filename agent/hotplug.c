@@ -329,6 +329,18 @@ const char *agent_hotplug_method(const struct agent_hotplug *h)
 	return h && h->usb_cb_registered ? "libusb" : "poll";
 }
 
+bool agent_hotplug_stopping(struct agent_hotplug *h)
+{
+	bool stop;
+
+	if (!h)
+		return true;
+	pthread_mutex_lock(&h->mu);
+	stop = h->stop;
+	pthread_mutex_unlock(&h->mu);
+	return stop;
+}
+
 void agent_hotplug_rescan(struct agent_hotplug *h)
 {
 	if (!h)
@@ -390,26 +402,4 @@ int agent_hotplug_present(struct agent_hotplug *h, struct fp11_token_info *out, 
 	*n = k;
 	pthread_mutex_unlock(&h->mu);
 	return 0;
-}
-
-bool agent_hotplug_wait_token(struct agent_hotplug *h, const char *serial, const char *label,
-			      const struct timespec *deadline)
-{
-	bool found = false;
-
-	if (!h || !serial || !label || !deadline)
-		return false;
-	pthread_mutex_lock(&h->mu);
-	h->rescan = true;
-	pthread_cond_signal(&h->wake);
-	for (;;) {
-		for (size_t i = 0; i < h->n_present && !found; i++)
-			found = same_token(&h->present[i], serial, label);
-		if (found || h->stop)
-			break;
-		if (pthread_cond_timedwait(&h->changed, &h->mu, deadline) == ETIMEDOUT)
-			break;
-	}
-	pthread_mutex_unlock(&h->mu);
-	return found;
 }

@@ -94,13 +94,8 @@ int agent_hotplug_events(struct agent_hotplug *h, uint64_t since, long timeout,
 int agent_hotplug_present(struct agent_hotplug *h, struct fp11_token_info *out, size_t max,
 			  size_t *n);
 
-/*
- * agent_hotplug_wait_token - wait until the token with @serial and @label
- * is present (true) or @deadline (CLOCK_MONOTONIC) passes or the watcher
- * stops (false). Asks for a rescan at once.
- */
-bool agent_hotplug_wait_token(struct agent_hotplug *h, const char *serial, const char *label,
-			      const struct timespec *deadline);
+/* agent_hotplug_stopping - true once agent_hotplug_stop() began (NULL: true). */
+bool agent_hotplug_stopping(struct agent_hotplug *h);
 
 /* agent_hotplug_rescan - ask the thread for a scan now (e.g. after token-removed). */
 void agent_hotplug_rescan(struct agent_hotplug *h);

@@ -912,6 +912,8 @@ static bool batch_token_present(struct batch_stream *bs)
 	return found;
 }
 
+#define BATCH_PAUSE_STEP_NS 250000000L /* a paused batch looks for its token this often */
+
 /* One audit record for a pause or a resume of the batch. */
 static void batch_audit(struct batch_stream *bs, const char *event, const char *result)
 {
@@ -968,13 +970,26 @@ static json_t *batch_wait_resume(struct batch_stream *bs)
 	char detail[300];
 
 	bs->paused = false;
-	if (agent_hotplug_wait_token(bs->agent->hotplug, bs->id->token.serial,
-				     bs->id->token.label, &bs->pause_deadline)) {
-		batch_audit(bs, "sign-batch-resumed", "token-back");
-		agent_log("uid=%lu %s resumed at item %zu/%zu: token \"%s\" is back",
-			  (unsigned long)bs->caller.uid, bs->b.id, bs->next + 1, bs->n,
-			  bs->id->token.label);
-		return json_pack("{s:s, s:I}", "event", "resumed", "index", (json_int_t)bs->next);
+	/* The token list itself, four times a second: the watcher's list may
+	 * still show a token that has just left. A stopping agent ends the wait. */
+	for (;;) {
+		struct timespec now, step = { 0, BATCH_PAUSE_STEP_NS };
+
+		if (batch_token_present(bs)) {
+			batch_audit(bs, "sign-batch-resumed", "token-back");
+			agent_log("uid=%lu %s resumed at item %zu/%zu: token \"%s\" is back",
+				  (unsigned long)bs->caller.uid, bs->b.id, bs->next + 1, bs->n,
+				  bs->id->token.label);
+			return json_pack("{s:s, s:I}", "event", "resumed", "index",
+					 (json_int_t)bs->next);
+		}
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (agent_hotplug_stopping(bs->agent->hotplug) ||
+		    now.tv_sec > bs->pause_deadline.tv_sec ||
+		    (now.tv_sec == bs->pause_deadline.tv_sec &&
+		     now.tv_nsec >= bs->pause_deadline.tv_nsec))
+			break;
+		nanosleep(&step, NULL);
 	}
 	snprintf(detail, sizeof(detail), "token \"%s\" (serial %s) was removed and did not "
 		 "come back within %ld s; titles from index %zu on were not signed",
@@ -1020,8 +1035,12 @@ static bool batch_next_line(struct batch_stream *bs)
 		rc = agent_sign_one(bs->agent, job);
 		if (!rc)
 			rc = fm_base64_encode(job->sig, job->sig_len, &sello);
-		if ((rc == FIRMANTE_E_TOKEN_REMOVED || rc == FIRMANTE_E_KEY_NOT_FOUND) &&
-		    !batch_token_present(bs) && (o = batch_pause(bs)) != NULL) {
+		/* token-removed pauses even when the token is already back (a quick
+		 * re-plug or a reset): the resume asks for a new login. A missing
+		 * key pauses only when its token is gone too. */
+		if ((rc == FIRMANTE_E_TOKEN_REMOVED ||
+		     (rc == FIRMANTE_E_KEY_NOT_FOUND && !batch_token_present(bs))) &&
+		    (o = batch_pause(bs)) != NULL) {
 			/* The same item is signed again once the token is back. */
 			agent_log("uid=%lu %s item %zu/%zu folioControl=%s -> %s (paused)",
 				  (unsigned long)bs->caller.uid, bs->b.id, bs->next + 1, bs->n,
