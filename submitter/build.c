@@ -66,6 +66,7 @@ struct bctx {
 	unsigned long row;
 	int row_errors;
 	int nomem;
+	unsigned long long invalid; /* bit c: column c's value was refused as text */
 };
 
 static void finding(struct bctx *b, const char *rule, int c, const char *fmt, ...)
@@ -170,6 +171,157 @@ static const char *entidad(struct bctx *b, const titulo_catalogos *cat, char **v
 	return catalog(b, cat, "entidadFederativa", v, c);
 }
 
+static int ws(utf8proc_int32_t c)
+{
+	return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+	       (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
+	       c == 0x205F || c == 0x3000;
+}
+
+/* Why titulo_normalize() refused @s, naming the first culprit (§12). */
+static void invalid_text_why(const char *s, char *buf, size_t size)
+{
+	const utf8proc_uint8_t *p = (const utf8proc_uint8_t *)s;
+	utf8proc_ssize_t left = (utf8proc_ssize_t)strlen(s);
+	for (size_t pos = 1; left > 0; pos++) {
+		utf8proc_int32_t c;
+		utf8proc_ssize_t k = utf8proc_iterate(p, left, &c);
+		if (k <= 0) {
+			snprintf(buf, size, "character %zu is not valid UTF-8 (byte 0x%02X)", pos,
+				 (unsigned)*p);
+			return;
+		}
+		if (c == '|') {
+			snprintf(buf, size, "character %zu is '|', which the cadena original uses "
+				 "between fields; the standard does not allow it in a value (§12)", pos);
+			return;
+		}
+		if ((c < 0x20 && !ws(c)) || c == 0xFFFE || c == 0xFFFF) {
+			snprintf(buf, size, "character %zu is the invisible control character U+%04X "
+				 "(often pasted from another program); delete it", pos, (unsigned)c);
+			return;
+		}
+		p += k;
+		left -= k;
+	}
+	snprintf(buf, size, "not valid text");
+}
+
+/* @s with the characters a person cannot see (special spaces, accents
+ * written as a separate mark, format characters) shown as <U+XXXX>, and
+ * what normalization did to it, in @what. */
+static void describe_normalized(const char *s, char *shown, size_t shown_size, char *what,
+				size_t what_size)
+{
+	const utf8proc_uint8_t *p = (const utf8proc_uint8_t *)s;
+	utf8proc_ssize_t left = (utf8proc_ssize_t)strlen(s);
+	size_t o = 0;
+	int special = 0, marks = 0, repeated = 0, edges = 0, prev_ws = 0, first = 1;
+	shown[0] = '\0';
+	while (left > 0) {
+		utf8proc_int32_t c;
+		utf8proc_ssize_t k = utf8proc_iterate(p, left, &c);
+		if (k <= 0)
+			break;
+		utf8proc_category_t cat = utf8proc_category(c);
+		int w = ws(c);
+		if (w && (first || left == k))
+			edges = 1;
+		if (w && prev_ws)
+			repeated = 1;
+		prev_ws = w;
+		first = 0;
+		int hidden = (w && c != ' ') || cat == UTF8PROC_CATEGORY_MN ||
+			     cat == UTF8PROC_CATEGORY_CF;
+		special |= w && c != ' ';
+		marks |= cat == UTF8PROC_CATEGORY_MN;
+		if (hidden) {
+			int n = snprintf(shown + o, shown_size - o, "<U+%04X>", (unsigned)c);
+			if (n < 0 || (size_t)n >= shown_size - o)
+				break;
+			o += (size_t)n;
+		} else {
+			if ((size_t)k >= shown_size - o)
+				break;
+			memcpy(shown + o, p, (size_t)k);
+			o += (size_t)k;
+			shown[o] = '\0';
+		}
+		p += k;
+		left -= k;
+	}
+	snprintf(what, what_size, "%s%s%s%s",
+		 special ? "special spaces (<U+00A0> is a no-break space) became plain spaces; " : "",
+		 marks ? "accents written as a separate mark were joined to their letter; " : "",
+		 edges ? "spaces at the start or end were removed; " : "",
+		 repeated ? "repeated spaces became one; " : "");
+	size_t wl = strlen(what);
+	if (wl >= 2)
+		what[wl - 2] = '\0';
+}
+
+static const char *const month_names[12] = {
+	"January", "February", "March", "April", "May", "June", "July", "August",
+	"September", "October", "November", "December",
+};
+
+/* The message for a date te_date_input() refused: a day the month does not
+ * have is said so; anything else is a format problem. */
+static void date_why(const char *v, char *buf, size_t size)
+{
+	unsigned y = 0, m = 0, d = 0;
+	int ok = 0;
+	size_t n = strlen(v);
+	if (n == 10 && v[4] == '-' && v[7] == '-') {
+		ok = 1;
+		for (size_t i = 0; i < 10; i++)
+			if (i != 4 && i != 7 && (v[i] < '0' || v[i] > '9'))
+				ok = 0;
+		if (ok) {
+			y = (unsigned)((v[0] - '0') * 1000 + (v[1] - '0') * 100 + (v[2] - '0') * 10 + (v[3] - '0'));
+			m = (unsigned)((v[5] - '0') * 10 + (v[6] - '0'));
+			d = (unsigned)((v[8] - '0') * 10 + (v[9] - '0'));
+		}
+	} else {
+		/* D/M/YYYY or DD/MM/YYYY */
+		unsigned part[3] = { 0, 0, 0 };
+		size_t digits[3] = { 0, 0, 0 }, k = 0;
+		ok = 1;
+		for (size_t i = 0; i < n && ok; i++) {
+			if (v[i] == '/') {
+				if (++k > 2)
+					ok = 0;
+			} else if (v[i] >= '0' && v[i] <= '9' && digits[k] < 4) {
+				part[k] = part[k] * 10 + (unsigned)(v[i] - '0');
+				digits[k]++;
+			} else {
+				ok = 0;
+			}
+		}
+		ok = ok && k == 2 && digits[0] >= 1 && digits[0] <= 2 && digits[1] >= 1 &&
+		     digits[1] <= 2 && digits[2] == 4;
+		d = part[0];
+		m = part[1];
+		y = part[2];
+	}
+	if (ok && m >= 1 && m <= 12 && d >= 1) {
+		static const unsigned mdays[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+		unsigned last = mdays[m - 1];
+		if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
+			last = 29;
+		if (d > last) {
+			snprintf(buf, size, "'%s': %s %u has %u days; there is no day %u (§8)", v,
+				 month_names[m - 1], y, last, d);
+			return;
+		}
+	}
+	if (ok && (m < 1 || m > 12)) {
+		snprintf(buf, size, "'%s': there is no month %u; months are 01 to 12 (§8)", v, m);
+		return;
+	}
+	snprintf(buf, size, "'%s' is not a calendar date written YYYY-MM-DD or DD/MM/YYYY (§8)", v);
+}
+
 #define SET(elem, name, val)                                          \
 	do {                                                          \
 		rc = titulo_set_attr(t, (elem), (name), (val));       \
@@ -271,7 +423,8 @@ static void check_row(struct bctx *b, const struct titulo_config *conf,
 {
 	char why[200];
 	for (int c = 0; c < C_N; c++)
-		if (cols[c].required && !v[c] && b->colpos[c] >= 0 && is_blank(raw[c]))
+		if (cols[c].required && !v[c] && b->colpos[c] >= 0 && !(b->invalid & (1ull << c)) &&
+		    is_blank(raw[c]))
 			finding(b, "required-empty", c, "required value is empty");
 	if (v[C_FOLIO] && !folio_ok(v[C_FOLIO]))
 		finding(b, "folio-format", C_FOLIO,
@@ -306,11 +459,10 @@ static void check_row(struct bctx *b, const struct titulo_config *conf,
 		char d[11];
 		if (!cols[c].date || !v[c])
 			continue;
-		if (te_date_input(v[c], d) != 0)
-			finding(b, "date-invalid", c,
-				"'%s' is not a calendar date written YYYY-MM-DD or DD/MM/YYYY (§8)",
-				v[c]);
-		else if (strcmp(d, v[c]) != 0) {
+		if (te_date_input(v[c], d) != 0) {
+			date_why(v[c], why, sizeof(why));
+			finding(b, "date-invalid", c, "%s", why);
+		} else if (strcmp(d, v[c]) != 0) {
 			char *n = malloc(sizeof(d));
 			if (!n) {
 				b->nomem = 1;
@@ -526,18 +678,25 @@ int titulo_build_csv_opts(const struct titulo_config *conf, const titulo_catalog
 
 	for (int c = 0; c < C_N; c++)
 		b.colpos[c] = -1;
-	rc = te_csv_read(csv_path, TITULO_MAX_CSV_BYTES, TITULO_MAX_CSV_ROWS + 1, TE_CSV_DETECT,
-			 &csv, why, sizeof(why));
+	struct te_csv_where at = { 0, 0 };
+	rc = te_csv_read_at(csv_path, TITULO_MAX_CSV_BYTES, TITULO_MAX_CSV_ROWS + 1, TE_CSV_DETECT,
+			    &csv, why, sizeof(why), &at);
 	if (rc) {
 		if (rc == FIRMANTE_E_NOMEM)
 			goto out;
-		b.row = 0;
-		finding(&b,
-			rc == FIRMANTE_E_BAD_DOCUMENT ? "csv-encoding"
-			: (rc == FIRMANTE_E_IO || rc == FIRMANTE_E_TOO_LARGE) ? "csv-unreadable"
-									    : "csv-malformed",
-			-1, "%s", why);
-		if (rc != FIRMANTE_E_IO && rc != FIRMANTE_E_TOO_LARGE)
+		const char *rule = rc == FIRMANTE_E_BAD_DOCUMENT ? "csv-encoding"
+				   : rc == FIRMANTE_E_INVALID    ? "csv-malformed"
+				   : at.column			 ? "csv-field-count"
+								 : "csv-unreadable";
+		b.row_errors++;
+		if (te_finding_r(findings, rule, -1, NULL, csv_path, at.row, at.column, "", "%s",
+				 why) == FIRMANTE_E_NOMEM) {
+			rc = FIRMANTE_E_NOMEM;
+			goto out;
+		}
+		/* a file that cannot be read is an I/O failure; one over the
+		 * limits or not CSV text is invalid input */
+		if (rc != FIRMANTE_E_IO)
 			rc = FIRMANTE_E_INVALID;
 		goto out;
 	}
@@ -588,6 +747,16 @@ int titulo_build_csv_opts(const struct titulo_config *conf, const titulo_catalog
 		rc = FIRMANTE_E_INVALID;
 		goto out;
 	}
+	size_t data_rows = 0;
+	for (size_t r = 1; r < csv.nrows; r++)
+		data_rows += !is_blank_row(&csv.rows[r]);
+	if (data_rows == 0) {
+		b.row = 0;
+		finding(&b, "csv-no-rows", -1,
+			"the file has a header but no graduate rows: there is nothing to build");
+		rc = FIRMANTE_E_INVALID;
+		goto out;
+	}
 
 	lote = calloc(1, sizeof(*lote));
 	if (!lote || !(lote->titulos = calloc_ptrs(csv.nrows)) ||
@@ -609,6 +778,7 @@ int titulo_build_csv_opts(const struct titulo_config *conf, const titulo_catalog
 		const struct te_csv_row *row = &csv.rows[r];
 		b.row = r + 1;
 		b.row_errors = 0;
+		b.invalid = 0;
 		if (is_blank_row(row))
 			continue;
 		if (row->n != h->n) {
@@ -625,6 +795,15 @@ int titulo_build_csv_opts(const struct titulo_config *conf, const titulo_catalog
 			if (b.colpos[c] < 0)
 				continue;
 			raw[c] = row->f[b.colpos[c]];
+			if (row->nul_fields & (1ull << b.colpos[c])) {
+				finding(&b, "text-invalid", c,
+					"holds a NUL byte (an invisible control character) after \"%.200s\"; "
+					"the value would be cut there; delete it",
+					raw[c]);
+				raw[c] = NULL;
+				b.invalid |= 1ull << c;
+				continue;
+			}
 			char *norm = NULL;
 			int changed = 0;
 			int nr = titulo_normalize(raw[c], &norm, &changed);
@@ -633,15 +812,21 @@ int titulo_build_csv_opts(const struct titulo_config *conf, const titulo_catalog
 				goto out;
 			}
 			if (nr) {
-				finding(&b, "text-invalid", c,
-					"not valid UTF-8 text, or holds a control character or '|'");
+				char iw[200];
+				invalid_text_why(raw[c], iw, sizeof(iw));
+				finding(&b, "text-invalid", c, "%s", iw);
+				raw[c] = NULL;
+				b.invalid |= 1ull << c;
 				continue;
 			}
 			/* catalog texts are compared as given, not normalized */
-			if (changed && c < C_NOMCARRERA)
+			if (changed && c < C_NOMCARRERA) {
+				char shown[200], what[200];
+				describe_normalized(raw[c], shown, sizeof(shown), what, sizeof(what));
 				finding(&b, "text-normalized", c,
-					"normalized to \"%.400s\" (NFC, trimmed, single spaces; §12)",
-					norm);
+					"normalized to \"%.150s\" from \"%s\"%s%s%s (§12)", norm, shown,
+					what[0] ? ": " : "", what, what[0] ? "" : " (NFC, single spaces)");
+			}
 			if (!norm[0]) {
 				free(norm);
 				continue;

@@ -16,6 +16,7 @@ struct reader {
 	struct te_csv_row cur;
 	size_t max_rows;
 	int err;
+	int too_many_fields; /* err is FIRMANTE_E_TOO_LARGE for a row's fields */
 };
 
 static void row_free(struct te_csv_row *r)
@@ -25,6 +26,7 @@ static void row_free(struct te_csv_row *r)
 	free(r->f);
 	r->f = NULL;
 	r->n = 0;
+	r->nul_fields = 0;
 }
 
 static void on_field(void *s, size_t len, void *data)
@@ -34,6 +36,7 @@ static void on_field(void *s, size_t len, void *data)
 		return;
 	if (rd->cur.n >= TE_CSV_MAX_FIELDS) {
 		rd->err = FIRMANTE_E_TOO_LARGE;
+		rd->too_many_fields = 1;
 		return;
 	}
 	char **f = realloc(rd->cur.f, (rd->cur.n + 1) * sizeof(*f));
@@ -42,6 +45,8 @@ static void on_field(void *s, size_t len, void *data)
 		return;
 	}
 	rd->cur.f = f;
+	if (len && memchr(s, '\0', len))
+		rd->cur.nul_fields |= 1ull << rd->cur.n;
 	char *v = malloc(len + 1);
 	if (!v) {
 		rd->err = FIRMANTE_E_NOMEM;
@@ -77,6 +82,7 @@ static void on_row(int c, void *data)
 	rows[csv->nrows++] = rd->cur;
 	rd->cur.f = NULL;
 	rd->cur.n = 0;
+	rd->cur.nul_fields = 0;
 }
 
 /* Keep blanks around unquoted fields: normalization reports them. */
@@ -188,8 +194,38 @@ void te_csv_free(struct te_csv *csv)
 	csv->nrows = 0;
 }
 
+/* 1-based line of byte @off of @p. */
+static unsigned long line_of(const char *p, size_t off)
+{
+	unsigned long line = 1;
+	for (size_t i = 0; i < off; i++)
+		if (p[i] == '\n')
+			line++;
+	return line;
+}
+
+/* A file that is UTF-16 (BOM, or NUL bytes between most characters) rather
+ * than text holding a stray NUL byte. */
+static int looks_utf16(const char *p, size_t len)
+{
+	if (len >= 2 && ((unsigned char)p[0] == 0xFF && (unsigned char)p[1] == 0xFE))
+		return 1;
+	if (len >= 2 && ((unsigned char)p[0] == 0xFE && (unsigned char)p[1] == 0xFF))
+		return 1;
+	size_t n = len < 4096 ? len : 4096, nul = 0;
+	for (size_t i = 0; i < n; i++)
+		nul += p[i] == '\0';
+	return nul * 8 > n; /* more than one byte in eight */
+}
+
 int te_csv_read(const char *path, size_t max_bytes, size_t max_rows, unsigned flags,
 		struct te_csv *out, char *why, size_t why_size)
+{
+	return te_csv_read_at(path, max_bytes, max_rows, flags, out, why, why_size, NULL);
+}
+
+int te_csv_read_at(const char *path, size_t max_bytes, size_t max_rows, unsigned flags,
+		   struct te_csv *out, char *why, size_t why_size, struct te_csv_where *where)
 {
 	int rc;
 	char *buf = NULL, *conv = NULL;
@@ -198,20 +234,34 @@ int te_csv_read(const char *path, size_t max_bytes, size_t max_rows, unsigned fl
 	int p_init = 0;
 	struct te_csv csv = { 0 };
 	struct reader rd = { .csv = &csv, .max_rows = max_rows };
+	struct te_csv_where at = { 0, 0 };
 
+	errno = 0;
 	rc = fm_read_file(path, max_bytes, &buf, &len);
-	if (rc) {
-		snprintf(why, why_size, "%s", rc == FIRMANTE_E_TOO_LARGE ? "file too large" : "cannot read the file");
+	if (rc == FIRMANTE_E_TOO_LARGE) {
+		snprintf(why, why_size, "the file is larger than %zu MiB, the most one CSV file may be; "
+			 "split it into several files", max_bytes >> 20);
 		goto out;
 	}
+	if (rc == FIRMANTE_E_IO) {
+		if (errno == EINVAL)
+			snprintf(why, why_size, "cannot read the file: it is a directory or not a regular file");
+		else
+			snprintf(why, why_size, "cannot read the file: %s",
+				 errno ? strerror(errno) : "read error");
+		goto out;
+	}
+	if (rc)
+		goto out;
 	const char *data = buf;
 	if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0) {
 		data += 3;
 		len -= 3;
 	}
-	if (memchr(data, '\0', len)) {
-		snprintf(why, why_size, "the file holds NUL bytes: it is not a text CSV export "
-			 "(UTF-16 or a spreadsheet file?)");
+	if (memchr(data, '\0', len) && looks_utf16(data, len)) {
+		snprintf(why, why_size, "the file holds NUL bytes between its characters: it is not "
+			 "a text CSV export (UTF-16 \"Unicode text\", or a spreadsheet file); save it "
+			 "again as \"CSV UTF-8\"");
 		rc = FIRMANTE_E_BAD_DOCUMENT;
 		goto out;
 	}
@@ -225,9 +275,10 @@ int te_csv_read(const char *path, size_t max_bytes, size_t max_rows, unsigned fl
 		rc = from_cp1252(data, len, &conv, &len, &bad);
 		if (rc == FIRMANTE_E_BAD_DOCUMENT) {
 			snprintf(why, why_size,
-				 "the file is neither UTF-8 nor Windows-1252 (byte 0x%02X at offset "
-				 "%zu); save it again as \"CSV UTF-8\"",
-				 (unsigned)(unsigned char)data[bad], bad);
+				 "the file is neither UTF-8 nor Windows-1252: line %lu holds byte "
+				 "0x%02X, which neither encoding uses there (a file pasted together "
+				 "from exports in different encodings?); save it again as \"CSV UTF-8\"",
+				 line_of(data, bad), (unsigned)(unsigned char)data[bad]);
 			goto out;
 		}
 		if (rc) {
@@ -245,21 +296,50 @@ int te_csv_read(const char *path, size_t max_bytes, size_t max_rows, unsigned fl
 	p_init = 1;
 	csv_set_space_func(&p, no_space);
 	csv_set_delim(&p, (unsigned char)csv.delim);
-	if (csv_parse(&p, data, len, on_field, on_row, &rd) != len ||
-	    csv_fini(&p, on_field, on_row, &rd) != 0) {
-		snprintf(why, why_size, "malformed CSV: %s", csv_strerror(csv_error(&p)));
+	size_t done = csv_parse(&p, data, len, on_field, on_row, &rd);
+	if (!rd.err && done != len) {
+		at.row = csv.nrows + 1;
+		at.column = rd.cur.n + 1;
+		snprintf(why, why_size,
+			 "malformed CSV at row %lu, field %lu (line %lu): a quote (\") inside a "
+			 "field that does not start with one, or text right after a closing "
+			 "quote; put the whole field in quotes and write a quote inside it as \"\"",
+			 at.row, at.column, line_of(data, done));
+		rc = FIRMANTE_E_INVALID;
+		goto out;
+	}
+	if (!rd.err && csv_fini(&p, on_field, on_row, &rd) != 0) {
+		at.row = csv.nrows + 1;
+		at.column = rd.cur.n + 1;
+		snprintf(why, why_size,
+			 "malformed CSV at row %lu, field %lu: the field opens a quote (\") that is "
+			 "never closed, so the rest of the file was read as part of it",
+			 at.row, at.column);
 		rc = FIRMANTE_E_INVALID;
 		goto out;
 	}
 	if (rd.err) {
 		rc = rd.err;
-		snprintf(why, why_size, "%s", rc == FIRMANTE_E_TOO_LARGE ? "too many rows or fields" : "out of memory");
+		if (rc == FIRMANTE_E_TOO_LARGE && rd.too_many_fields) {
+			at.row = csv.nrows + 1;
+			at.column = TE_CSV_MAX_FIELDS + 1;
+			snprintf(why, why_size, "row %lu has more than %d fields, the most a row may "
+				 "have", at.row, TE_CSV_MAX_FIELDS);
+		} else if (rc == FIRMANTE_E_TOO_LARGE) {
+			at.row = csv.nrows + 1;
+			snprintf(why, why_size, "the file has more than %zu rows (header included), the "
+				 "most one CSV file may have; split it into several files", max_rows);
+		} else {
+			snprintf(why, why_size, "out of memory");
+		}
 		goto out;
 	}
 	*out = csv;
 	memset(&csv, 0, sizeof(csv));
 	rc = 0;
 out:
+	if (rc && where)
+		*where = at;
 	if (p_init)
 		csv_free(&p);
 	row_free(&rd.cur);

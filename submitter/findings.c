@@ -70,7 +70,7 @@ char *titulo_finding_format(const struct titulo_finding *f, char *buf, size_t si
 	else if (f->file[0])
 		snprintf(where, sizeof(where), "%s: ", f->file);
 	if (f->firmante >= 0)
-		snprintf(buf, size, "%s%sFirmaResponsable[%ld] (%s): %s: %s", where, w, f->firmante,
+		snprintf(buf, size, "%s%sFirmaResponsable[%ld] (%s): %s: %s", where, w, f->firmante + 1,
 			 f->curp[0] ? f->curp : "no curp", f->field, f->message);
 	else if (f->field[0])
 		snprintf(buf, size, "%s%s%s: %s", where, w, f->field, f->message);

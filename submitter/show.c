@@ -42,7 +42,7 @@ int titulo_show_text(const titulo *t, char **out)
 			    : "(none)");
 	for (size_t i = 0; i < t->nfirmas; i++) {
 		const char *s = t->firmas[i].v[te_attr_index(TE_FIRMA, "sello")];
-		snprintf(title, sizeof(title), "FirmaResponsable[%zu]%s", i,
+		snprintf(title, sizeof(title), "FirmaResponsable[%zu]%s", i + 1,
 			 s && s[0] ? " (signed)" : " (not signed)");
 		text_node(&b, &t->firmas[i], TE_FIRMA, title);
 	}

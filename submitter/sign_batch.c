@@ -94,7 +94,7 @@ static int on_progress(void *data, const struct firmante_batch_manifest *m, size
 	if (k == titulo_firmantes_count(t->t) || s->firmante_index != (int)k ||
 	    strcmp(s->curp, p->curp) != 0 || (doc_id && strcmp(doc_id, t->rid) != 0)) {
 		fprintf(stderr, "titulos: %s: the agent signed for FirmaResponsable[%d] (%s); "
-			"expected %s\n", t->in_path, s->firmante_index, s->curp, p->curp);
+			"expected %s\n", t->in_path, s->firmante_index + 1, s->curp, p->curp);
 		p->failed = 1;
 		return 1;
 	}
@@ -232,7 +232,7 @@ int titulos_sign_batch(firmante_client *cl, titulo_verifier *v, const struct tit
 
 			if (!titulo_config_firmante_by_curp(conf, curp)) {
 				fprintf(stderr, "titulos: %s: FirmaResponsable[%zu] (%s): no [firmante] "
-					"section with this curp in %s\n", t->in_path, k,
+					"section with this curp in %s\n", t->in_path, k + 1,
 					curp ? curp : "no curp", conf->path);
 				problems++;
 			}

@@ -9,6 +9,7 @@
 struct te_csv_row {
 	char **f; /* NUL-terminated fields */
 	size_t n;
+	unsigned long long nul_fields; /* bit j: field j held a NUL byte (cut there) */
 };
 
 struct te_csv {
@@ -28,6 +29,20 @@ struct te_csv {
  * @why gets a sentence. */
 int te_csv_read(const char *path, size_t max_bytes, size_t max_rows, unsigned flags,
 		struct te_csv *out, char *why, size_t why_size);
+
+/* Where te_csv_read_at() found the problem: record (1 = header) and field
+ * (1-based); 0 when the problem is the whole file. */
+struct te_csv_where {
+	unsigned long row, column;
+};
+
+/* As te_csv_read(); on failure @where (may be NULL) gets the record and
+ * field of a malformed quote or of a row over TE_CSV_MAX_FIELDS. A NUL
+ * byte inside a field of an otherwise text file is not a failure: the row's
+ * nul_fields bit says so (a UTF-16 file, or one where NUL bytes abound, is
+ * FIRMANTE_E_BAD_DOCUMENT). */
+int te_csv_read_at(const char *path, size_t max_bytes, size_t max_rows, unsigned flags,
+		   struct te_csv *out, char *why, size_t why_size, struct te_csv_where *where);
 void te_csv_free(struct te_csv *csv);
 
 #endif

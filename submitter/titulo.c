@@ -533,7 +533,7 @@ int titulo_cadena(const titulo *t, size_t i, char **out, size_t *len)
 int titulo_cadena_check(const titulo *t, size_t i, char *field, size_t field_size)
 {
 	if (!t || i >= t->nfirmas) {
-		snprintf(field, field_size, "FirmaResponsable[%zu]", i);
+		snprintf(field, field_size, "FirmaResponsable[%zu]", i + 1);
 		return FIRMANTE_E_BAD_DOCUMENT;
 	}
 	for (size_t k = 0; k < TITULO_CADENA_FIELDS; k++) {
@@ -543,7 +543,7 @@ int titulo_cadena_check(const titulo *t, size_t i, char *field, size_t field_siz
 		const char *v = n->present ? n->v[a] : NULL;
 		if ((!v && !f->optional) || (v && strchr(v, '|'))) {
 			if (f->elem == TE_FIRMA)
-				snprintf(field, field_size, "FirmaResponsable[%zu]/@%s", i, f->attr);
+				snprintf(field, field_size, "FirmaResponsable[%zu]/@%s", i + 1, f->attr);
 			else
 				snprintf(field, field_size, "%s/@%s", te_elem_name(f->elem), f->attr);
 			return v ? FIRMANTE_E_INVALID : FIRMANTE_E_BAD_DOCUMENT;
@@ -696,7 +696,7 @@ static int parse_firmas(struct parse_ctx *c, xmlNodePtr frs)
 		if (rc)
 			return rc;
 		char label[64];
-		snprintf(label, sizeof(label), "FirmaResponsable[%zu]", idx);
+		snprintf(label, sizeof(label), "FirmaResponsable[%zu]", idx + 1);
 		rc = read_attrs(c, k, TE_FIRMA, &c->t->firmas[idx], label);
 		if (rc)
 			return rc;

@@ -634,7 +634,7 @@ static int sign_one(firmante_client *cl, titulo_verifier *v, const struct titulo
 			fprintf(stderr,
 				"titulos: %s: FirmaResponsable[%zu] (%s): no [firmante] section with "
 				"this curp in %s\n",
-				in_path, i, curp ? curp : "no curp", conf->path);
+				in_path, i + 1, curp ? curp : "no curp", conf->path);
 			status = EXIT_FINDINGS;
 			goto out;
 		}
@@ -648,7 +648,7 @@ static int sign_one(firmante_client *cl, titulo_verifier *v, const struct titulo
 		rc = firmante_client_sign_titulo(cl, xml, len, cf->key, request_id, &s, &p);
 		if (rc) {
 			fprintf(stderr,
-				"titulos: %s: FirmaResponsable[%zu] (%s): agent: %s: %s\n", in_path, i,
+				"titulos: %s: FirmaResponsable[%zu] (%s): agent: %s: %s\n", in_path, i + 1,
 				curp, p.code[0] ? p.code : firmante_err_code(rc),
 				p.detail[0] ? p.detail : (p.title[0] ? p.title : firmante_err_title(rc)));
 			status = EXIT_FAILURE_IO;
@@ -658,7 +658,7 @@ static int sign_one(firmante_client *cl, titulo_verifier *v, const struct titulo
 			fprintf(stderr,
 				"titulos: %s: FirmaResponsable[%zu] (%s): the agent signed for "
 				"FirmaResponsable[%d] (%s); key %s belongs to another signer\n",
-				in_path, i, curp ? curp : "", s.firmante_index, s.curp, cf->key);
+				in_path, i + 1, curp ? curp : "", s.firmante_index + 1, s.curp, cf->key);
 			status = EXIT_FAILURE_IO;
 			goto out;
 		}
@@ -667,7 +667,7 @@ static int sign_one(firmante_client *cl, titulo_verifier *v, const struct titulo
 			fprintf(stderr,
 				"titulos: %s: FirmaResponsable[%zu] (%s): the agent's answer is "
 				"malformed (sello, certificate or noCertificado)\n",
-				in_path, i, curp);
+				in_path, i + 1, curp);
 			status = EXIT_FAILURE_IO;
 			goto out;
 		}

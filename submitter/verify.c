@@ -697,6 +697,19 @@ out:
 	return rc;
 }
 
+/* Nonzero when no FirmaResponsable carries any of the three signature
+ * attributes: a title as titulos build writes it. */
+static int no_signature_at_all(const titulo *t)
+{
+	static const char *const attrs[] = { "sello", "certificadoResponsable",
+					     "noCertificadoResponsable" };
+	for (size_t i = 0; i < titulo_firmantes_count(t); i++)
+		for (size_t k = 0; k < sizeof(attrs) / sizeof(attrs[0]); k++)
+			if (titulo_firmante_attr(t, i, attrs[k]))
+				return 0;
+	return 1;
+}
+
 int titulo_verify(titulo_verifier *v, const char *xml, size_t len, unsigned flags,
 		  struct titulo_findings *findings)
 {
@@ -737,6 +750,17 @@ int titulo_verify(titulo_verifier *v, const char *xml, size_t len, unsigned flag
 			goto out;
 		rc = FIRMANTE_E_INVALID;
 		goto out;
+	}
+	if (!(flags & TITULO_VERIFY_UNSIGNED) && no_signature_at_all(t)) {
+		/* one finding instead of three per signer and the XSD's echo of
+		 * them; the title's other rules are still checked */
+		rc = te_finding_r(findings, "titulo-unsigned", -1, NULL, NULL, 0, 0, "document",
+				  "the title is not signed yet: no FirmaResponsable has a sello, "
+				  "certificadoResponsable or noCertificadoResponsable; sign it with "
+				  "titulos sign and verify the signed copy");
+		if (rc)
+			goto out;
+		flags |= TITULO_VERIFY_UNSIGNED;
 	}
 	if (!(flags & (TITULO_VERIFY_NO_XSD | TITULO_VERIFY_UNSIGNED))) {
 		if (!v) {

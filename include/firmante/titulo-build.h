@@ -122,7 +122,8 @@ void titulo_findings_clear(struct titulo_findings *f);
 /*
  * titulo_finding_format - one line for a person:
  *   "file:row:column: field: message"  (CSV and config findings), or
- *   "FirmaResponsable[i] (CURP): field: message" (signer findings), or
+ *   "FirmaResponsable[n] (CURP): field: message" (signer findings; n is
+ *   1-based as in XPath, while the finding's firmante index is 0-based), or
  *   "field: message"; warnings are prefixed "warning: ".
  * @buf, @size: output, always NUL-terminated (truncated when too small).
  * Returns @buf.
@@ -225,6 +226,10 @@ void titulo_verifier_free(titulo_verifier *v);
  *     store exists yet (§11 b).
  * Certificate validity dates are not checked: the signing time is not in
  * the document.
+ * Without TITULO_VERIFY_UNSIGNED, a document where no FirmaResponsable has
+ * a sello, certificadoResponsable or noCertificadoResponsable gets one
+ * error "titulo-unsigned" (not signed yet) and is then checked as with
+ * TITULO_VERIFY_UNSIGNED (so @v may be NULL for it).
  * @v: from titulo_verifier_new(); may be NULL with TITULO_VERIFY_NO_XSD.
  * @xml, @len: the document, not retained.
  * @flags: TITULO_VERIFY_* bits.

@@ -288,12 +288,12 @@ static void test_build_errors(void **state)
 	assert_true(has(&f, TITULO_ERROR, "a.csv:3:11: fechaExamenProfesional: modalidad 2 (POR PROMEDIO, CONSTANCIA DE EXENCIÓN) takes no"));
 	assert_true(has(&f, TITULO_ERROR, "a.csv:3:12: fechaExencionExamenProfesional: modalidad 2"));
 	assert_true(has(&f, TITULO_ERROR, "a.csv:3:16: idEntidadFederativa: '9' is not a two-digit entity id"));
-	assert_true(has(&f, TITULO_ERROR, "a.csv:3:9: fechaTerminacion: '2020-06-31' is not a calendar date"));
+	assert_true(has(&f, TITULO_ERROR, "a.csv:3:9: fechaTerminacion: '2020-06-31': June 2020 has 30 days; there is no day 31"));
 	assert_true(has(&f, TITULO_ERROR, "a.csv:4:1: folioControl: folioControl 'F-1' is repeated"));
 	assert_true(has(&f, TITULO_ERROR, "a.csv:4:7: cveCarrera: career '999999'"));
 	assert_true(has(&f, TITULO_ERROR, "a.csv:4:11: fechaExamenProfesional: modalidad 1 (POR TESIS, ACTA DE EXAMEN) needs"));
 	assert_true(has(&f, TITULO_ERROR, "a.csv:5:13: fechaExpedicion: fechaExpedicion 2021-05-10 is before fechaExamenProfesional"));
-	assert_true(has(&f, TITULO_ERROR, "a.csv:5:4: primerApellido: not valid UTF-8 text, or holds a control character or '|'"));
+	assert_true(has(&f, TITULO_ERROR, "a.csv:5:4: primerApellido: character 3 is '|', which the cadena original uses between fields"));
 	titulo_findings_clear(&f);
 
 	/* header problems */

@@ -196,7 +196,7 @@ static void expect_tamper(const char *xml, const char *from, const char *to)
 	assert_string_equal(s->curp, TEST_CURP);
 	char line[1024];
 	titulo_finding_format(s, line, sizeof(line));
-	assert_non_null(strstr(line, "FirmaResponsable[0] (" TEST_CURP "): sello: "));
+	assert_non_null(strstr(line, "FirmaResponsable[1] (" TEST_CURP "): sello: "));
 	titulo_findings_clear(&f);
 	free(bad);
 }
