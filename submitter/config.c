@@ -2,6 +2,7 @@
  * The institution's configuration (INI, libinih): institution, careers as
  * registered with the DGP (§4), and the signers (FirmaResponsable, §3).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,10 +17,15 @@
 #define CONFIG_MAX_BYTES (1u << 20)
 #define CONFIG_MAX_SECTIONS 1000
 
+#define CONFIG_MAX_BROKEN 16
+
 struct cfg_reader {
 	const char *p, *end;
 	int line;
 	int long_line;
+	int in_broken;                    /* keys now follow a broken [section */
+	int broken[CONFIG_MAX_BROKEN];    /* lines of section headers without ']' */
+	int nbroken;
 };
 
 struct cfg_ctx {
@@ -51,6 +57,20 @@ static char *cfg_read_line(char *str, int num, void *stream)
 		str[n] = '\0';
 	}
 	r->p += n;
+	/* A line opening a section: libinih reports one without its ']' only as
+	 * a syntax error and keeps the keys below it in the previous section;
+	 * here they are set aside and the header is reported at its line. */
+	const char *q = str;
+	while (*q == ' ' || *q == '\t')
+		q++;
+	if (*q == '[') {
+		const char *close = strchr(q, ']');
+		const char *semi = strchr(q, ';');
+		int broken = !close || (semi && semi < close);
+		r->in_broken = broken;
+		if (broken && r->nbroken < CONFIG_MAX_BROKEN)
+			r->broken[r->nbroken++] = r->line;
+	}
 	return str;
 }
 
@@ -114,6 +134,8 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
 	char field[320];
 	if (x->rc)
 		return 0;
+	if (x->rd.in_broken)
+		return 1; /* under a broken section header: reported once, at its line */
 	if (strcmp(section, x->last_section) != 0) {
 		snprintf(x->last_section, sizeof(x->last_section), "%s", section);
 		x->kind = 0;
@@ -435,12 +457,21 @@ int titulo_config_load(const char *path, const titulo_catalogos *cat,
 		rc = FIRMANTE_E_NOMEM;
 		goto out;
 	}
+	errno = 0;
 	rc = fm_read_file(path, CONFIG_MAX_BYTES, &buf, &len);
 	if (rc) {
-		if (rc != FIRMANTE_E_NOMEM) {
+		if (rc == FIRMANTE_E_TOO_LARGE) {
 			cfg_err(&x, "config-unreadable", 0, "",
-				rc == FIRMANTE_E_TOO_LARGE ? "file too large" : "cannot read the file");
+				"the file is larger than 1 MiB, the most a configuration may be");
 			rc = FIRMANTE_E_CONFIG;
+		} else if (rc != FIRMANTE_E_NOMEM) {
+			char msg[300];
+			snprintf(msg, sizeof(msg), "cannot read the file: %s",
+				 errno == EINVAL ? "it is a directory or not a regular file"
+				 : errno	 ? strerror(errno)
+						 : "read error");
+			cfg_err(&x, "config-unreadable", 0, "", msg);
+			rc = FIRMANTE_E_IO;
 		}
 		goto out;
 	}
@@ -458,6 +489,13 @@ int titulo_config_load(const char *path, const titulo_catalogos *cat,
 	}
 	if (x.rd.long_line)
 		cfg_err(&x, "config-unreadable", x.rd.long_line, "", "line too long");
+	for (int i = 0; i < x.rd.nbroken; i++) {
+		if (r == x.rd.broken[i])
+			r = 0; /* said precisely below */
+		cfg_err(&x, "config-syntax", x.rd.broken[i], "",
+			"a section header without its closing ']' (write [name]); the keys "
+			"below it, up to the next section, were not read");
+	}
 	if (r > 0 && x.errors == 0)
 		cfg_err(&x, "config-syntax", r, "", "syntax error (expected [section] or key = value)");
 	else if (r < 0 && x.errors == 0)

@@ -35,6 +35,8 @@ enum { EXIT_OK = 0, EXIT_FINDINGS = 1, EXIT_USAGE = 2, EXIT_FAILURE_IO = 3 };
 
 /* submit, status, results, cancel, report (cmd_met.c); -1 = not one of them. */
 int titulos_cmd_met(const char *cmd, int argc, char **argv);
+/* alta, qa-check, perfil, dgair (cmd_qa.c, docs/onboarding.md); -1 = not one of them. */
+int titulos_cmd_onboarding(const char *cmd, int argc, char **argv);
 
 #define MAX_PATH 4096
 
@@ -93,13 +95,16 @@ static int load_setup(const char *conf_path, titulo_catalogos **cat, struct titu
 	print_findings(&f, NULL);
 	titulo_findings_clear(&f);
 	if (rc) {
-		if (rc != FIRMANTE_E_NOMEM)
-			fprintf(stderr, "titulos: %s: configuration not usable\n", conf_path);
-		else
+		if (rc == FIRMANTE_E_NOMEM)
 			fprintf(stderr, "titulos: out of memory\n");
+		else if (rc == FIRMANTE_E_IO)
+			fprintf(stderr, "titulos: %s: the configuration cannot be read\n", conf_path);
+		else
+			fprintf(stderr, "titulos: %s: configuration not usable\n", conf_path);
 		titulo_catalogos_free(*cat);
 		*cat = NULL;
-		return rc == FIRMANTE_E_NOMEM ? EXIT_FAILURE_IO : EXIT_FINDINGS;
+		/* a file that cannot be read is an I/O failure (3), as for the CSV */
+		return rc == FIRMANTE_E_NOMEM || rc == FIRMANTE_E_IO ? EXIT_FAILURE_IO : EXIT_FINDINGS;
 	}
 	return EXIT_OK;
 }
@@ -211,6 +216,65 @@ static void free_registrados(struct registrados *r)
 	free(r->v);
 }
 
+/* DIR/.FOLIO.xml.partial (where a title is written first) and DIR/FOLIO.xml;
+ * either may be NULL. 0 or -1 (too long). */
+static int title_paths(const char *dir, const char *folio, char *tmp, size_t tmp_size,
+		       char *path, size_t path_size)
+{
+	char name[256];
+	if (tmp) {
+		int n = snprintf(name, sizeof(name), ".%s.xml.partial", folio);
+		if (n < 0 || (size_t)n >= sizeof(name) || join_path(tmp, tmp_size, dir, name) != 0)
+			return -1;
+	}
+	if (path) {
+		int n = snprintf(name, sizeof(name), "%s.xml", folio);
+		if (n < 0 || (size_t)n >= sizeof(name) || join_path(path, path_size, dir, name) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int folio_in_lote(const struct titulo_lote *lote, const char *name)
+{
+	size_t n = strlen(name);
+	for (size_t i = 0; i < lote->count; i++) {
+		size_t k = strlen(lote->folios[i]);
+		if (k + 4 == n && memcmp(name, lote->folios[i], k) == 0 && strcmp(name + k, ".xml") == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* Titles in @dir that this batch does not write: titulos sign would sign
+ * them too. Reports them; 0 when there are none, -1 otherwise. */
+static int stale_titles(const char *dir, const struct titulo_lote *lote)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return 0; /* created empty below, or reported when written */
+	size_t stale = 0;
+	char first[256] = "";
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		size_t n = strlen(e->d_name);
+		if (n <= 4 || e->d_name[0] == '.' || strcmp(e->d_name + n - 4, ".xml") != 0)
+			continue;
+		if (folio_in_lote(lote, e->d_name))
+			continue;
+		if (!stale++)
+			snprintf(first, sizeof(first), "%s", e->d_name);
+	}
+	closedir(d);
+	if (!stale)
+		return 0;
+	fprintf(stderr, "titulos: %s already holds %zu title(s) that are not in this CSV (%s%s); "
+		"titulos sign signs every .xml file of the directory: use an empty directory, or "
+		"move those files away; nothing written\n",
+		dir, stale, first, stale > 1 ? ", ..." : "");
+	return -1;
+}
+
 static int cmd_build(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -305,6 +369,10 @@ static int cmd_build(int argc, char **argv)
 			fprintf(stderr, "titulos: %s: %zu error(s); nothing written\n", csv_path,
 				f.errors);
 			status = EXIT_FINDINGS;
+		} else if (rc == FIRMANTE_E_IO) {
+			fprintf(stderr, "titulos: %s: the file cannot be read; nothing written\n",
+				csv_path);
+			status = EXIT_FAILURE_IO;
 		} else {
 			fprintf(stderr, "titulos: %s: %s\n", csv_path, firmante_err_title(rc));
 			status = EXIT_FAILURE_IO;
@@ -317,26 +385,55 @@ static int cmd_build(int argc, char **argv)
 		status = EXIT_FAILURE_IO;
 		goto out;
 	}
+	if (stale_titles(out_dir, lote) != 0) {
+		status = EXIT_FINDINGS;
+		goto out;
+	}
+	/* every title to a hidden name first; renamed only when all were
+	 * written, so a failure leaves no partial batch behind */
+	size_t staged = 0;
 	for (size_t i = 0; i < lote->count; i++) {
-		char *xml = NULL, name[256], path[MAX_PATH];
+		char *xml = NULL, path[MAX_PATH];
 		size_t len;
-		snprintf(name, sizeof(name), "%s.xml", lote->folios[i]);
-		if (join_path(path, sizeof(path), out_dir, name) != 0) {
+		if (title_paths(out_dir, lote->folios[i], path, sizeof(path), NULL, 0) != 0) {
 			fprintf(stderr, "titulos: %s: path too long\n", out_dir);
 			status = EXIT_FAILURE_IO;
-			goto out;
+			break;
 		}
 		rc = titulo_serialize(lote->titulos[i], &xml, &len);
 		if (rc) {
 			fprintf(stderr, "titulos: %s: cannot serialize: %s\n", lote->folios[i],
 				firmante_err_title(rc));
 			status = EXIT_FAILURE_IO;
-			goto out;
+			break;
 		}
 		rc = fm_write_file_atomic(path, xml, len, 0644);
 		free(xml);
 		if (rc) {
-			fprintf(stderr, "titulos: %s: cannot write: %s\n", path, strerror(errno));
+			fprintf(stderr, "titulos: %s: cannot write: %s\n", path,
+				rc == FIRMANTE_E_NOMEM ? "out of memory" : strerror(errno));
+			status = EXIT_FAILURE_IO;
+			break;
+		}
+		staged++;
+	}
+	if (staged < lote->count) {
+		for (size_t i = 0; i < staged; i++) {
+			char path[MAX_PATH];
+			if (title_paths(out_dir, lote->folios[i], path, sizeof(path), NULL, 0) == 0)
+				unlink(path);
+		}
+		fprintf(stderr, "titulos: %s: nothing written (the %zu title(s) already written "
+			"were removed)\n", out_dir, staged);
+		goto out;
+	}
+	for (size_t i = 0; i < lote->count; i++) {
+		char tmp[MAX_PATH], path[MAX_PATH];
+		if (title_paths(out_dir, lote->folios[i], tmp, sizeof(tmp), path, sizeof(path)) != 0 ||
+		    rename(tmp, path) != 0) {
+			fprintf(stderr, "titulos: %s: cannot rename %s: %s; %zu of %zu title(s) are in "
+				"place, the others are left as hidden .partial files\n",
+				out_dir, tmp, strerror(errno), i, lote->count);
 			status = EXIT_FAILURE_IO;
 			goto out;
 		}
@@ -487,6 +584,13 @@ static int uri_matches(const char *uri, json_t *k)
 		p = semi ? semi + 1 : end;
 	}
 	return 1;
+}
+
+/* For titulos alta (cmd_alta.c): the same matching of a configured URI. */
+int titulos_uri_matches(const char *uri, json_t *k);
+int titulos_uri_matches(const char *uri, json_t *k)
+{
+	return uri_matches(uri, k);
 }
 
 /* Ask the agent for its keys once and fill @keys[i] for conf->firmantes[i].
@@ -895,18 +999,75 @@ out:
 static void usage_verify(FILE *o)
 {
 	fprintf(o,
-		"Usage: titulos verify [--autoridad-cer FILE] [--json] FILE...\n"
+		"Usage: titulos verify [--autoridad-cer FILE] [--json] FILE|DIR...\n"
 		"Check titles, ours or another system's, as the DGP would: encoding,\n"
 		"namespace and element names, XSD, empty attributes and non-canonical values,\n"
 		"and for every FirmaResponsable the sello over its cadena original, the\n"
 		"certificate (e.firma), noCertificadoResponsable and curp. An Autenticacion\n"
 		"node: selloTitulo against the responsables' sellos and, with the authority's\n"
 		"certificate, selloAutenticacion.\n"
+		"A directory stands for its *.xml files. A title that is not signed yet is\n"
+		"said so once (titulo-unsigned); a file over 1 MiB is not a title (exit 1).\n"
 		"Prints OK or each finding per file; exit 0 only when all pass.\n\n"
 		"  -a, --autoridad-cer FILE  the authority's certificate (.cer, DER) for\n"
 		"                            Autenticacion/@selloAutenticacion\n"
 		"  -j, --json                one JSON object per file on standard output\n"
 		"  -h, --help                this help\n");
+}
+
+/* Verify one file and print its result; *@status gets the worse exit
+ * status. */
+static void verify_path(titulo_verifier *v, const char *path, int json, int *status)
+{
+	char *xml = NULL;
+	size_t len = 0;
+	struct titulo_findings f = { 0 };
+	int rc = fm_read_file(path, FIRMANTE_MAX_DOCUMENT, &xml, &len);
+	if (rc == FIRMANTE_E_TOO_LARGE) {
+		printf("%s: larger than %u MiB, the most a title may be: not a title\n", path,
+		       FIRMANTE_MAX_DOCUMENT >> 20);
+		if (*status == EXIT_OK)
+			*status = EXIT_FINDINGS;
+		return;
+	}
+	if (rc) {
+		printf("%s: cannot read: %s\n", path,
+		       rc == FIRMANTE_E_NOMEM ? "out of memory"
+		       : errno == EINVAL      ? "not a regular file"
+					      : strerror(errno));
+		*status = EXIT_FAILURE_IO;
+		return;
+	}
+	rc = titulo_verify(v, xml, len, 0, &f);
+	char line[1400];
+	if (rc != 0 && rc != FIRMANTE_E_INVALID) {
+		printf("%s: cannot verify: %s\n", path, firmante_err_title(rc));
+		*status = EXIT_FAILURE_IO;
+	} else if (json) {
+		char *js = NULL;
+		if (titulo_findings_json(&f, &js) == 0) {
+			json_t *o = json_pack("{s:s, s:b, s:I, s:I, s:o?}", "file", path, "ok",
+					      rc == 0, "errors", (json_int_t)f.errors, "warnings",
+					      (json_int_t)f.warnings, "findings", json_loads(js, 0, NULL));
+			char *d = o ? json_dumps(o, JSON_COMPACT) : NULL;
+			if (d)
+				printf("%s\n", d);
+			free(d);
+			json_decref(o);
+			free(js);
+		}
+	} else {
+		if (rc == 0)
+			printf("%s: OK\n", path);
+		for (size_t k = 0; k < f.count; k++)
+			printf("%s: %s\n", path, titulo_finding_format(&f.items[k], line, sizeof(line)));
+		if (rc)
+			printf("%s: FAILED (%zu error(s))\n", path, f.errors);
+	}
+	if (rc == FIRMANTE_E_INVALID && *status == EXIT_OK)
+		*status = EXIT_FINDINGS;
+	titulo_findings_clear(&f);
+	free(xml);
 }
 
 static int cmd_verify(int argc, char **argv)
@@ -954,49 +1115,35 @@ static int cmd_verify(int argc, char **argv)
 	}
 	int status = EXIT_OK;
 	for (int i = optind; i < argc; i++) {
-		char *xml = NULL;
-		size_t len = 0;
-		struct titulo_findings f = { 0 };
-		int rc = fm_read_file(argv[i], FIRMANTE_MAX_DOCUMENT, &xml, &len);
-		if (rc) {
-			printf("%s: cannot read: %s\n", argv[i],
-			       rc == FIRMANTE_E_TOO_LARGE ? "file larger than a title may be"
-							  : strerror(errno));
-			status = EXIT_FAILURE_IO;
+		struct stat st;
+		if (stat(argv[i], &st) == 0 && S_ISDIR(st.st_mode)) {
+			/* a directory: its *.xml files, as titulos sign takes them */
+			struct dirent **names = NULL;
+			int n = scandir(argv[i], &names, xml_filter, alphasort);
+			if (n < 0) {
+				printf("%s: cannot read the directory: %s\n", argv[i], strerror(errno));
+				status = EXIT_FAILURE_IO;
+				continue;
+			}
+			if (n == 0) {
+				printf("%s: no .xml files in the directory\n", argv[i]);
+				if (status == EXIT_OK)
+					status = EXIT_FINDINGS;
+			}
+			for (int k = 0; k < n; k++) {
+				char path[MAX_PATH];
+				if (join_path(path, sizeof(path), argv[i], names[k]->d_name) != 0) {
+					printf("%s/%s: path too long\n", argv[i], names[k]->d_name);
+					status = EXIT_FAILURE_IO;
+				} else {
+					verify_path(v, path, json, &status);
+				}
+				free(names[k]);
+			}
+			free(names);
 			continue;
 		}
-		rc = titulo_verify(v, xml, len, 0, &f);
-		char line[1400];
-		if (rc != 0 && rc != FIRMANTE_E_INVALID) {
-			printf("%s: cannot verify: %s\n", argv[i], firmante_err_title(rc));
-			status = EXIT_FAILURE_IO;
-		} else if (json) {
-			char *js = NULL;
-			if (titulo_findings_json(&f, &js) == 0) {
-				json_t *o = json_pack("{s:s, s:b, s:I, s:I, s:o?}", "file", argv[i], "ok",
-						      rc == 0, "errors", (json_int_t)f.errors,
-						      "warnings", (json_int_t)f.warnings, "findings",
-						      json_loads(js, 0, NULL));
-				char *d = o ? json_dumps(o, JSON_COMPACT) : NULL;
-				if (d)
-					printf("%s\n", d);
-				free(d);
-				json_decref(o);
-				free(js);
-			}
-		} else {
-			if (rc == 0)
-				printf("%s: OK\n", argv[i]);
-			for (size_t k = 0; k < f.count; k++)
-				printf("%s: %s\n", argv[i],
-				       titulo_finding_format(&f.items[k], line, sizeof(line)));
-			if (rc)
-				printf("%s: FAILED (%zu error(s))\n", argv[i], f.errors);
-		}
-		if (rc == FIRMANTE_E_INVALID && status == EXIT_OK)
-			status = EXIT_FINDINGS;
-		titulo_findings_clear(&f);
-		free(xml);
+		verify_path(v, argv[i], json, &status);
 	}
 	titulo_verifier_free(v);
 	return status;
@@ -1127,7 +1274,11 @@ static void usage(FILE *o)
 		"  status   follow uploaded lots to their result (--wait)\n"
 		"  results  per-title outcome (--csv, --json)\n"
 		"  cancel   cancel a registered title (--folio, --motivo)\n"
-		"  report   counts by status and career\n\n"
+		"  report   counts by status and career\n"
+		"  alta     registration kit for the DGP: workbook, signers' .cer, checklist\n"
+		"  qa-check test lot to the QA service and a readiness report\n"
+		"  perfil   mark a MET profile ready (production only after QA)\n"
+		"  dgair    import titles authenticated by DGAIR or a state authority\n\n"
 		"Run 'titulos COMMAND --help' for a command's options.\n"
 		"Exit status: 0 ok, 1 findings or invalid input, 2 usage, 3 agent or I/O failure.\n");
 }
@@ -1156,6 +1307,9 @@ int main(int argc, char **argv)
 	int met_status = titulos_cmd_met(cmd, argc - 1, argv + 1);
 	if (met_status >= 0)
 		return met_status;
+	int onb_status = titulos_cmd_onboarding(cmd, argc - 1, argv + 1);
+	if (onb_status >= 0)
+		return onb_status;
 	fprintf(stderr, "titulos: unknown command '%s'\n", cmd);
 	usage(stderr);
 	return EXIT_USAGE;

@@ -394,7 +394,9 @@ struct titulo_config {
  * @cat: loaded catalogs, not retained.
  * @out: written on success; free with titulo_config_free().
  * @findings: problems are appended with file and line.
- * Returns 0, FIRMANTE_E_CONFIG (unreadable file or any error finding),
+ * Returns 0, FIRMANTE_E_IO (the file cannot be read: missing, no permission,
+ * a directory; the "config-unreadable" finding gives the system's reason),
+ * FIRMANTE_E_CONFIG (over 1 MiB, a NUL byte, or any error finding),
  * FIRMANTE_E_NOMEM.
  */
 int titulo_config_load(const char *path, const titulo_catalogos *cat,
