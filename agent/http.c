@@ -1649,6 +1649,7 @@ static enum MHD_Result browser_first_call(struct MHD_Connection *c, struct reque
 static enum MHD_Result first_call(struct MHD_Connection *c, struct request *rq, const char *url,
 				  const char *method)
 {
+	const char *relayed;
 	char detail[256];
 	int rc;
 
@@ -1672,6 +1673,26 @@ static enum MHD_Result first_call(struct MHD_Connection *c, struct request *rq, 
 		return send_problem(c, rq, FIRMANTE_E_FORBIDDEN, detail);
 	}
 	rq->ep = route(url);
+	relayed = MHD_lookup_connection_value(c, MHD_HEADER_KIND, FIRMANTE_HEADER_ORIGIN);
+	if (relayed) {
+		/* A web page through the native messaging relay (firmante-nm): a
+		 * browser caller, as on the loopback listener (the origin shown in
+		 * every dialog and audit record, never a policy, no approvals,
+		 * pairings or events). The header can only take rights away. */
+		if (!agent_origin_valid(relayed)) {
+			snprintf(detail, sizeof(detail),
+				 "%s must be a web page's origin (http(s)://host[:port]), got \"%.80s\"",
+				 FIRMANTE_HEADER_ORIGIN, relayed);
+			agent_sanitize(detail);
+			return send_problem(c, rq, FIRMANTE_E_BAD_REQUEST, detail);
+		}
+		snprintf(rq->caller.origin, sizeof(rq->caller.origin), "%s", relayed);
+		if (rq->ep == EP_REQUESTS || rq->ep == EP_PAIRINGS || rq->ep == EP_REVOKE ||
+		    rq->ep == EP_EVENTS || rq->ep == EP_PAIR) {
+			snprintf(detail, sizeof(detail), "no endpoint %.100s for web pages", rq->path);
+			return send_problem(c, rq, FIRMANTE_E_NOT_FOUND, detail);
+		}
+	}
 	if (rq->caller.uid != geteuid() &&
 	    (rq->ep == EP_REQUESTS || rq->ep == EP_PAIRINGS || rq->ep == EP_REVOKE)) {
 		/* Decisions belong to the holder, not to the group's members. */

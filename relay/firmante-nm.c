@@ -56,7 +56,7 @@
 /* The agent's answer to one non-streamed request. */
 #define NM_MAX_REPLY (FIRMANTE_MAX_BODY)
 /* The longest origin the agent accepts. */
-#define NM_MAX_ORIGIN 255u
+#define NM_MAX_ORIGIN 200u
 
 struct buf {
 	char *data;
@@ -359,7 +359,7 @@ static int relay_one(const char *sock, json_t *req)
 		goto out;
 	}
 	/* The origin was checked above: no control characters reach the header. */
-	snprintf(hdr, sizeof(hdr), "X-Firmante-Origin: %s", origin);
+	snprintf(hdr, sizeof(hdr), "%s: %s", FIRMANTE_HEADER_ORIGIN, origin);
 	rc = add_header(&hdrs, hdr);
 	if (!rc && !strcmp(method, "POST")) {
 		rc = add_header(&hdrs, "Content-Type: application/json");

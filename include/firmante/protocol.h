@@ -30,6 +30,14 @@ extern "C" {
 #define FIRMANTE_MEDIA_JSON "application/json"
 #define FIRMANTE_MEDIA_PROBLEM "application/problem+json"
 
+/*
+ * Header by which the native messaging relay (firmante-nm) passes, on the
+ * Unix socket, the origin of the web page it speaks for
+ * ("http(s)://host[:port]"). The agent then treats the caller as a browser
+ * page: interactive approval only (docs/protocol.md, "Native messaging relay").
+ */
+#define FIRMANTE_HEADER_ORIGIN "X-Firmante-Origin"
+
 /* Value of "format" in POST /v1/sign for a Título Electrónico v1.0. */
 #define FIRMANTE_FORMAT_TITULO "titulo-electronico"
 
