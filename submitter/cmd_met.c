@@ -24,6 +24,7 @@
 #include "firmante/titulo.h"
 #include "firmante/util.h"
 #include "met.h"
+#include "onboarding.h"
 #include "state.h"
 
 enum { EXIT_OK = 0, EXIT_FINDINGS = 1, EXIT_USAGE = 2, EXIT_FAILURE_IO = 3 };
@@ -350,6 +351,9 @@ static int cmd_submit(int argc, char **argv)
 	if ((status = load_profile(&c, &prof)))
 		return status;
 	if ((status = open_state(&c, &st)))
+		goto out;
+	/* production only once the profile is marked ready (docs/onboarding.md) */
+	if ((status = onboarding_production_check(st, prof.name)))
 		goto out;
 	int recovered = 0;
 	if (met_state_recover(st, &recovered, &e)) {
@@ -974,6 +978,8 @@ static int cmd_report(int argc, char **argv)
 	int rc = met_state_counts_each(st, print_count, NULL, &e);
 	if (rc == 0)
 		print_counts(st);
+	if (rc == 0)
+		onboarding_report(st); /* authenticated titles, certificates expiring */
 	met_state_close(st);
 	if (rc) {
 		fprintf(stderr, "titulos: %s\n", e.message);

@@ -32,7 +32,20 @@ static const char SCHEMA[] =
 	" id INTEGER PRIMARY KEY AUTOINCREMENT, time TEXT NOT NULL, folio TEXT, lot_id INTEGER,"
 	" event TEXT NOT NULL, detail TEXT);"
 	"CREATE INDEX IF NOT EXISTS titles_status ON titles(status);"
-	"CREATE INDEX IF NOT EXISTS titles_lot ON titles(lot_id);";
+	"CREATE INDEX IF NOT EXISTS titles_lot ON titles(lot_id);"
+	/* onboarding (docs/onboarding.md): profile readiness, QA checks, the
+	 * signers' certificates handed to the DGP, authenticated titles */
+	"CREATE TABLE IF NOT EXISTS perfiles("
+	" perfil TEXT PRIMARY KEY, listo INTEGER NOT NULL, fecha TEXT, usuario TEXT, nota TEXT);"
+	"CREATE TABLE IF NOT EXISTS qa_checks("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT, fecha TEXT NOT NULL, url TEXT,"
+	" cve_institucion TEXT, listo INTEGER NOT NULL, resumen TEXT);"
+	"CREATE TABLE IF NOT EXISTS certificados("
+	" curp TEXT NOT NULL, no_certificado TEXT NOT NULL, not_after TEXT, firmante TEXT,"
+	" fecha TEXT, PRIMARY KEY(curp, no_certificado));"
+	"CREATE TABLE IF NOT EXISTS autenticados("
+	" folio TEXT PRIMARY KEY, folio_digital TEXT, fecha_autenticacion TEXT,"
+	" no_certificado_autoridad TEXT, path TEXT, sha256 TEXT, fecha TEXT);";
 
 __attribute__((format(printf, 3, 4)))
 static int fail(struct met_error *err, int code, const char *fmt, ...)
@@ -687,6 +700,226 @@ int met_state_counts_each(met_state *st,
 	}
 	if (rc == 0 && step != SQLITE_DONE)
 		rc = dbfail(st, err, "report");
+	sqlite3_finalize(s);
+	return rc;
+}
+
+/* ---- onboarding: profile readiness, QA checks, certificates, DGAIR ---- */
+
+int met_state_perfil_set(met_state *st, const char *perfil, int listo, const char *usuario,
+			 const char *nota, struct met_error *err)
+{
+	int rc;
+	char now[32], detail[600];
+	if (!perfil || !*perfil)
+		return fail(err, FIRMANTE_E_INVALID, "no profile named");
+	now_iso(now);
+	snprintf(detail, sizeof(detail), "%s %s by %s%s%s", perfil, listo ? "ready" : "not ready",
+		 usuario ? usuario : "", nota && *nota ? ": " : "", nota ? nota : "");
+	if ((rc = begin(st, err)))
+		return rc;
+	if (exec_args(st, "INSERT OR REPLACE INTO perfiles(perfil, listo, fecha, usuario, nota) "
+			  "VALUES (?, ?, ?, ?, ?)",
+		      "tnttt", perfil, listo ? 1 : 0, now, usuario ? usuario : "",
+		      nota ? nota : "") != SQLITE_DONE ||
+	    event(st, NULL, 0, "perfil", detail) != 0) {
+		rc = dbfail(st, err, "profile");
+		rollback(st);
+		return rc;
+	}
+	return commit(st, err);
+}
+
+int met_state_perfil_get(met_state *st, const char *perfil, struct met_perfil *out,
+			 struct met_error *err)
+{
+	sqlite3_stmt *s = NULL;
+	int rc;
+	if (sqlite3_prepare_v2(st->db, "SELECT perfil, listo, fecha, usuario, nota FROM perfiles "
+				       "WHERE perfil = ?", -1, &s, NULL) != SQLITE_OK)
+		return dbfail(st, err, "read profile");
+	sqlite3_bind_text(s, 1, perfil, -1, SQLITE_TRANSIENT);
+	int step = sqlite3_step(s);
+	if (step == SQLITE_ROW) {
+		struct met_perfil p;
+		memset(&p, 0, sizeof(p));
+		copy_col(p.perfil, sizeof(p.perfil), s, 0);
+		p.listo = sqlite3_column_int(s, 1);
+		copy_col(p.fecha, sizeof(p.fecha), s, 2);
+		copy_col(p.usuario, sizeof(p.usuario), s, 3);
+		copy_col(p.nota, sizeof(p.nota), s, 4);
+		*out = p;
+		rc = 0;
+	} else if (step == SQLITE_DONE) {
+		rc = fail(err, FIRMANTE_E_NOT_FOUND, "profile %s was never marked ready", perfil);
+	} else {
+		rc = dbfail(st, err, "read profile");
+	}
+	sqlite3_finalize(s);
+	return rc;
+}
+
+int met_state_qa_record(met_state *st, const struct met_qa_check *q, struct met_error *err)
+{
+	int rc;
+	char now[32];
+	now_iso(now);
+	if ((rc = begin(st, err)))
+		return rc;
+	if (exec_args(st, "INSERT INTO qa_checks(fecha, url, cve_institucion, listo, resumen) "
+			  "VALUES (?, ?, ?, ?, ?)",
+		      "tttnt", now, q->url, q->cve_institucion, q->listo ? 1 : 0,
+		      q->resumen) != SQLITE_DONE ||
+	    event(st, NULL, 0, q->listo ? "qa-ready" : "qa-not-ready", q->url) != 0) {
+		rc = dbfail(st, err, "QA check");
+		rollback(st);
+		return rc;
+	}
+	return commit(st, err);
+}
+
+int met_state_qa_last(met_state *st, struct met_qa_check *out, struct met_error *err)
+{
+	sqlite3_stmt *s = NULL;
+	int rc;
+	if (sqlite3_prepare_v2(st->db, "SELECT fecha, url, cve_institucion, listo, resumen "
+				       "FROM qa_checks ORDER BY id DESC LIMIT 1", -1, &s,
+			       NULL) != SQLITE_OK)
+		return dbfail(st, err, "read QA check");
+	int step = sqlite3_step(s);
+	if (step == SQLITE_ROW) {
+		struct met_qa_check q;
+		memset(&q, 0, sizeof(q));
+		copy_col(q.fecha, sizeof(q.fecha), s, 0);
+		copy_col(q.url, sizeof(q.url), s, 1);
+		copy_col(q.cve_institucion, sizeof(q.cve_institucion), s, 2);
+		q.listo = sqlite3_column_int(s, 3);
+		copy_col(q.resumen, sizeof(q.resumen), s, 4);
+		*out = q;
+		rc = 0;
+	} else if (step == SQLITE_DONE) {
+		rc = fail(err, FIRMANTE_E_NOT_FOUND, "no QA check was recorded");
+	} else {
+		rc = dbfail(st, err, "read QA check");
+	}
+	sqlite3_finalize(s);
+	return rc;
+}
+
+int met_state_certificado_record(met_state *st, const struct met_certificado *c,
+				 struct met_error *err)
+{
+	int rc;
+	char now[32];
+	now_iso(now);
+	if ((rc = begin(st, err)))
+		return rc;
+	if (exec_args(st, "INSERT OR REPLACE INTO certificados(curp, no_certificado, not_after, "
+			  "firmante, fecha) VALUES (?, ?, ?, ?, ?)",
+		      "ttttt", c->curp, c->no_certificado, c->not_after, c->firmante,
+		      now) != SQLITE_DONE ||
+	    event(st, NULL, 0, "certificado", c->no_certificado) != 0) {
+		rc = dbfail(st, err, "certificate");
+		rollback(st);
+		return rc;
+	}
+	return commit(st, err);
+}
+
+int met_state_certificados_each(met_state *st,
+				int (*fn)(const struct met_certificado *, void *), void *arg,
+				struct met_error *err)
+{
+	sqlite3_stmt *s = NULL;
+	int rc = 0, step;
+	if (sqlite3_prepare_v2(st->db, "SELECT curp, no_certificado, COALESCE(not_after, ''), "
+				       "COALESCE(firmante, ''), COALESCE(fecha, '') FROM certificados "
+				       "ORDER BY not_after, curp", -1, &s, NULL) != SQLITE_OK)
+		return dbfail(st, err, "certificates");
+	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+		struct met_certificado c;
+		memset(&c, 0, sizeof(c));
+		copy_col(c.curp, sizeof(c.curp), s, 0);
+		copy_col(c.no_certificado, sizeof(c.no_certificado), s, 1);
+		copy_col(c.not_after, sizeof(c.not_after), s, 2);
+		copy_col(c.firmante, sizeof(c.firmante), s, 3);
+		copy_col(c.fecha, sizeof(c.fecha), s, 4);
+		if ((rc = fn(&c, arg)) != 0)
+			break;
+	}
+	if (rc == 0 && step != SQLITE_DONE)
+		rc = dbfail(st, err, "certificates");
+	sqlite3_finalize(s);
+	return rc;
+}
+
+int met_state_autenticado_record(met_state *st, const struct met_autenticado *a,
+				 struct met_error *err)
+{
+	int rc;
+	char now[32];
+	now_iso(now);
+	if ((rc = begin(st, err)))
+		return rc;
+	if (exec_args(st, "INSERT OR REPLACE INTO autenticados(folio, folio_digital, "
+			  "fecha_autenticacion, no_certificado_autoridad, path, sha256, fecha) "
+			  "VALUES (?, ?, ?, ?, ?, ?, ?)",
+		      "ttttttt", a->folio, a->folio_digital, a->fecha_autenticacion,
+		      a->no_certificado_autoridad, a->path, a->sha256, now) != SQLITE_DONE ||
+	    event(st, a->folio, 0, "authenticated", a->folio_digital) != 0) {
+		rc = dbfail(st, err, "authenticated title");
+		rollback(st);
+		return rc;
+	}
+	return commit(st, err);
+}
+
+int met_state_autenticado_get(met_state *st, const char *folio, struct met_autenticado *out,
+			      struct met_error *err)
+{
+	sqlite3_stmt *s = NULL;
+	int rc;
+	if (sqlite3_prepare_v2(st->db, "SELECT folio, folio_digital, fecha_autenticacion, "
+				       "no_certificado_autoridad, path, sha256, fecha "
+				       "FROM autenticados WHERE folio = ?", -1, &s, NULL) != SQLITE_OK)
+		return dbfail(st, err, "read authenticated title");
+	sqlite3_bind_text(s, 1, folio, -1, SQLITE_TRANSIENT);
+	int step = sqlite3_step(s);
+	if (step == SQLITE_ROW) {
+		struct met_autenticado a;
+		memset(&a, 0, sizeof(a));
+		copy_col(a.folio, sizeof(a.folio), s, 0);
+		copy_col(a.folio_digital, sizeof(a.folio_digital), s, 1);
+		copy_col(a.fecha_autenticacion, sizeof(a.fecha_autenticacion), s, 2);
+		copy_col(a.no_certificado_autoridad, sizeof(a.no_certificado_autoridad), s, 3);
+		copy_col(a.path, sizeof(a.path), s, 4);
+		copy_col(a.sha256, sizeof(a.sha256), s, 5);
+		copy_col(a.fecha, sizeof(a.fecha), s, 6);
+		*out = a;
+		rc = 0;
+	} else if (step == SQLITE_DONE) {
+		rc = fail(err, FIRMANTE_E_NOT_FOUND, "folioControl %s is not recorded as authenticated",
+			  folio);
+	} else {
+		rc = dbfail(st, err, "read authenticated title");
+	}
+	sqlite3_finalize(s);
+	return rc;
+}
+
+int met_state_autenticados_count(met_state *st, long *count, struct met_error *err)
+{
+	sqlite3_stmt *s = NULL;
+	int rc;
+	if (sqlite3_prepare_v2(st->db, "SELECT COUNT(*) FROM autenticados", -1, &s, NULL) !=
+	    SQLITE_OK)
+		return dbfail(st, err, "count authenticated titles");
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		*count = (long)sqlite3_column_int64(s, 0);
+		rc = 0;
+	} else {
+		rc = dbfail(st, err, "count authenticated titles");
+	}
 	sqlite3_finalize(s);
 	return rc;
 }

@@ -177,6 +177,94 @@ int met_state_counts_each(met_state *st,
 			  int (*fn)(const char *status, const char *carrera, long count, void *),
 			  void *arg, struct met_error *err);
 
+/* ==== Onboarding (docs/onboarding.md; met-web-service.md §9, §10) ==== */
+
+/* A MET profile marked ready (titulos perfil listo PERFIL). */
+struct met_perfil {
+	char perfil[32];        /* "produccion", "qa", ... */
+	int listo;              /* 1 ready, 0 withdrawn */
+	char fecha[32];         /* when marked, UTC ISO 8601 */
+	char usuario[64];       /* login name of who marked it */
+	char nota[512];
+};
+
+/*
+ * met_state_perfil_set - record that @perfil is (@listo 1) or is no longer
+ * (0) ready, with the date and @usuario (who did it) and an optional @nota;
+ * an event row keeps the history. §10.4-5: production credentials only
+ * after a successful QA phase.
+ * Returns 0, FIRMANTE_E_INVALID (no profile name), FIRMANTE_E_IO.
+ */
+int met_state_perfil_set(met_state *st, const char *perfil, int listo, const char *usuario,
+			 const char *nota, struct met_error *err);
+
+/* met_state_perfil_get - the record of @perfil; @out written on success.
+ * Returns 0, FIRMANTE_E_NOT_FOUND (never marked), FIRMANTE_E_IO. */
+int met_state_perfil_get(met_state *st, const char *perfil, struct met_perfil *out,
+			 struct met_error *err);
+
+/* One titulos qa-check run. */
+struct met_qa_check {
+	char fecha[32];             /* UTC ISO 8601; set by the state on record */
+	char url[1024];             /* the QA service's address */
+	char cve_institucion[16];
+	int listo;                  /* 1 when every signer and career passed */
+	char resumen[2048];         /* one line per signer and career */
+};
+
+/* met_state_qa_record - store a QA check's outcome (fecha is set here).
+ * Returns 0, FIRMANTE_E_IO. */
+int met_state_qa_record(met_state *st, const struct met_qa_check *q, struct met_error *err);
+
+/* met_state_qa_last - the latest QA check. Returns 0, FIRMANTE_E_NOT_FOUND,
+ * FIRMANTE_E_IO. */
+int met_state_qa_last(met_state *st, struct met_qa_check *out, struct met_error *err);
+
+/* A signer's certificate handed to the DGP (titulos alta). */
+struct met_certificado {
+	char curp[32];
+	char no_certificado[24];
+	char not_after[32];     /* YYYY-MM-DD */
+	char firmante[128];     /* the configuration's [firmante NAME] */
+	char fecha[32];         /* when recorded, UTC */
+};
+
+/* met_state_certificado_record - store (or refresh) a certificate.
+ * Returns 0, FIRMANTE_E_IO. */
+int met_state_certificado_record(met_state *st, const struct met_certificado *c,
+				 struct met_error *err);
+
+/* met_state_certificados_each - @fn per certificate, earliest expiry
+ * first; stops when @fn returns non-zero and returns that value. */
+int met_state_certificados_each(met_state *st,
+				int (*fn)(const struct met_certificado *, void *), void *arg,
+				struct met_error *err);
+
+/* A title authenticated by DGAIR or a state authority (§9;
+ * titulo-electronico.md §11). */
+struct met_autenticado {
+	char folio[128];
+	char folio_digital[64];
+	char fecha_autenticacion[32];
+	char no_certificado_autoridad[24];
+	char path[4096];        /* the authenticated XML as imported */
+	char sha256[65];        /* of that file */
+	char fecha[32];         /* when imported, UTC */
+};
+
+/* met_state_autenticado_record - store (or replace) the authenticated
+ * version of a title. Returns 0, FIRMANTE_E_IO. */
+int met_state_autenticado_record(met_state *st, const struct met_autenticado *a,
+				 struct met_error *err);
+
+/* met_state_autenticado_get - Returns 0, FIRMANTE_E_NOT_FOUND, FIRMANTE_E_IO. */
+int met_state_autenticado_get(met_state *st, const char *folio, struct met_autenticado *out,
+			      struct met_error *err);
+
+/* met_state_autenticados_count - how many titles are authenticated.
+ * Returns 0, FIRMANTE_E_IO; @count written on success. */
+int met_state_autenticados_count(met_state *st, long *count, struct met_error *err);
+
 #ifdef __cplusplus
 }
 #endif
