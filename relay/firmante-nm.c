@@ -402,9 +402,14 @@ static int relay_one(const char *sock, json_t *req)
 		} else {
 			char detail[600];
 
-			snprintf(detail, sizeof(detail),
-				 "the signing agent firmanted is not running or cannot be reached at %.300s "
-				 "(%.200s)", sock, err[0] ? err : curl_easy_strerror(cc));
+			if (cc == CURLE_COULDNT_CONNECT)
+				snprintf(detail, sizeof(detail),
+					 "the signing agent firmanted is not running (nothing answers "
+					 "at %.300s)", sock);
+			else
+				snprintf(detail, sizeof(detail),
+					 "the signing agent firmanted cannot be reached at %.300s "
+					 "(%.200s)", sock, err[0] ? err : curl_easy_strerror(cc));
 			rc = send_problem(r.id, FIRMANTE_E_AGENT_UNREACHABLE, detail);
 		}
 		goto out;
