@@ -145,8 +145,12 @@ static void usage_build(FILE *o)
 		"                          a row reusing one is an error\n"
 		"  -j, --json              findings and result as JSON on standard output\n"
 		"  -h, --help              this help\n"
-		"Exit status: 0 written, 1 errors in the input (with --skip-invalid: rows were\n"
-		"left out), 2 usage, 3 I/O failure. Rule codes: titulos codes.\n");
+		"Titles are written under hidden .partial names and renamed when all were\n"
+		"written: a write error leaves nothing. DIR may not hold titles that are not\n"
+		"in this CSV (titulos sign would sign them too).\n"
+		"Exit status: 0 written, 1 errors in the input or a file over a limit (with\n"
+		"--skip-invalid: rows were left out), 2 usage, 3 a file cannot be read or\n"
+		"written. Rule codes: titulos codes.\n");
 }
 
 /* Folios already recorded: a sorted list read from a file. */
@@ -929,7 +933,13 @@ static int cmd_sign(int argc, char **argv)
 		goto out;
 	}
 	int rc = firmante_client_new(sock, &cl);
-	if (rc) {
+	if (rc == FIRMANTE_E_CONFIG) {
+		fprintf(stderr, "titulos: the agent socket path%s%s is too long (a Unix socket path "
+			"has at most 107 bytes)\n", sock ? " " : " from $FIRMANTE_SOCKET or "
+			"$XDG_RUNTIME_DIR", sock ? sock : "");
+		status = EXIT_USAGE;
+		goto out;
+	} else if (rc) {
 		fprintf(stderr, "titulos: agent client: %s\n", firmante_err_title(rc));
 		status = EXIT_FAILURE_IO;
 		goto out;

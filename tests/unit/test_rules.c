@@ -279,6 +279,15 @@ static const struct csv_case csv_cases[] = {
 	{ "name_double_space", "nombre=MARÍA  JOSÉ", NULL, "text-normalized", "nombre", 2, "\"MARÍA JOSÉ\"", 0 },
 	{ "name_decomposed", "nombre=JOSE\xCC\x81", NULL, "text-normalized", "nombre", 2, "\"JOSÉ\"", 0 },
 	{ "name_nbsp", "primerApellido=DE\xC2\xA0LA O", NULL, "text-normalized", "primerApellido", 2, "\"DE LA O\"", 0 },
+	/* what the message says: the culprit shown, the day the month lacks */
+	{ "name_nbsp_shown", "primerApellido=DE\xC2\xA0LA O", NULL, "text-normalized", "primerApellido", 2, "from \"DE<U+00A0>LA O\": special spaces", 0 },
+	{ "name_decomposed_shown", "nombre=JOSE\xCC\x81", NULL, "text-normalized", "nombre", 2, "<U+0301>", 0 },
+	{ "control_character_named", "nombre=JU\x01" "AN", NULL, "text-invalid", "nombre", 2, "character 3 is the invisible control character U+0001", 0 },
+	{ "pipe_named", "primerApellido=PÉ|REZ", NULL, "text-invalid", "primerApellido", 2, "character 3 is '|'", 0 },
+	{ "date_feb_31", "fechaExpedicion=2021-02-31", NULL, "date-invalid", "fechaExpedicion", 2, "February 2021 has 28 days; there is no day 31", 0 },
+	{ "date_feb_29_dmy_named", "fechaExpedicion=29/02/2021", NULL, "date-invalid", "fechaExpedicion", 2, "February 2021 has 28 days", 0 },
+	{ "date_month_13_named", "fechaExpedicion=2021-13-01", NULL, "date-invalid", "fechaExpedicion", 2, "there is no month 13", 0 },
+	{ "folio_duplicate_names_first_row", "", "", "folio-duplicate", "folioControl", 3, "row 2 has it too", 0 },
 };
 #define NCSV (sizeof(csv_cases) / sizeof(csv_cases[0]))
 
@@ -413,6 +422,74 @@ static void test_csv_not_an_encoding(void **state)
 	expect_file_rule(csv, sizeof(csv) - 1, "csv-encoding", 0, 0);
 	const char nul[] = "f\0o\0l\0i\0o\0";
 	expect_file_rule(nul, sizeof(nul) - 1, "csv-encoding", 0, 0);
+}
+
+/* A NUL byte inside one field: that field's row and column, reported as a
+ * control character; no "required value is empty" beside it. */
+static void test_csv_nul_in_field(void **state)
+{
+	(void)state;
+	const char *rows[] = { "", NULL };
+	size_t len;
+	char *csv = make_csv(rows, &len);
+	char *p = strstr(csv, "\"JUAN\"");
+	assert_non_null(p);
+	char *bad = malloc(len + 2);
+	size_t at = (size_t)(p - csv) + 3; /* "JU|AN" */
+	memcpy(bad, csv, at);
+	bad[at] = '\0';
+	memcpy(bad + at + 1, csv + at, len - at);
+	struct titulo_findings f = { 0 };
+	struct titulo_lote *l = NULL;
+	assert_int_equal(build(bad, len + 1, 0, 0, &l, &f), FIRMANTE_E_INVALID);
+	const struct titulo_finding *x = find_rule(&f, "text-invalid", "nombre");
+	assert_non_null(x);
+	assert_int_equal(x->row, 2);
+	assert_int_equal(x->column, (unsigned long)col_index("nombre") + 1);
+	assert_non_null(strstr(x->message, "NUL byte"));
+	assert_null(find_rule(&f, "required-empty", NULL));
+	assert_int_equal(f.errors, 1);
+	titulo_findings_clear(&f);
+	free(bad);
+	free(csv);
+}
+
+/* A row over the 64-field limit: its row, the first field past the limit. */
+static void test_csv_too_many_fields(void **state)
+{
+	(void)state;
+	char *h = header_line();
+	size_t n = strlen(h) + 200;
+	char *csv = malloc(n);
+	int k = snprintf(csv, n, "%sT-1", h);
+	for (int i = 0; i < 70; i++)
+		k += snprintf(csv + k, n - (size_t)k, ",");
+	snprintf(csv + k, n - (size_t)k, "\n");
+	expect_file_rule(csv, strlen(csv), "csv-field-count", 2, 65);
+	free(csv);
+	free(h);
+}
+
+/* A quote inside an unquoted field: the record and field where it is. */
+static void test_csv_stray_quote(void **state)
+{
+	(void)state;
+	const char *csv = "folioControl,curp\nA,B\"C\n";
+	expect_file_rule(csv, strlen(csv), "csv-malformed", 2, 2);
+}
+
+/* A header and no graduates is an error, not "0 titles written". */
+static void test_csv_header_only(void **state)
+{
+	(void)state;
+	char *h = header_line();
+	expect_file_rule(h, strlen(h), "csv-no-rows", 0, 0);
+	size_t n = strlen(h) + 8;
+	char *blank = malloc(n);
+	snprintf(blank, n, "%s\n \n", h); /* blank lines are no rows either */
+	expect_file_rule(blank, strlen(blank), "csv-no-rows", 0, 0);
+	free(blank);
+	free(h);
 }
 
 /* ---- positive cases of the reader and the XML written -------------------- */
@@ -690,6 +767,7 @@ static const struct conf_case conf_cases[] = {
 	{ "key_twice", "abrTitulo = MTRA.", "abrTitulo = MTRA.\nabrTitulo = DRA.", "config-duplicate", "[firmante secretario] abrTitulo" },
 	{ "name_two_spaces", "nombre = LAURA", "nombre = LAURA  ISABEL", "config-text-normalized", "[firmante secretario] nombre" },
 	{ "career_key_short", "[carrera 104211]", "[carrera 1042]", "career-key", "[carrera 1042]" },
+	{ "section_without_bracket", "[firmante rector]", "[firmante rector", "config-syntax", "" },
 };
 #define NCONF (sizeof(conf_cases) / sizeof(conf_cases[0]))
 
@@ -942,6 +1020,48 @@ static void run_xml_case(void **state)
 	free(bad);
 }
 
+/* @s without the attribute @name="..." (first occurrence). */
+static char *strip_attr(const char *s, const char *name)
+{
+	char pat[64];
+	snprintf(pat, sizeof(pat), " %s=\"", name);
+	const char *a = strstr(s, pat);
+	assert_non_null(a);
+	const char *e = strchr(a + strlen(pat), '"');
+	assert_non_null(e);
+	size_t n = strlen(s);
+	char *r = malloc(n + 1);
+	memcpy(r, s, (size_t)(a - s));
+	memcpy(r + (a - s), e + 1, n - (size_t)(e + 1 - s) + 1);
+	return r;
+}
+
+/* A title as titulos build writes it: one "not signed yet" finding instead
+ * of one per missing attribute and signer. */
+static void test_unsigned_once(void **state)
+{
+	(void)state;
+	char *a = strip_attr(g_signed, "sello");
+	char *b = strip_attr(a, "certificadoResponsable");
+	char *c = strip_attr(b, "noCertificadoResponsable");
+	struct titulo_findings f = verify_text(c, strlen(c), FIRMANTE_E_INVALID);
+	assert_non_null(find_rule(&f, "titulo-unsigned", "document"));
+	assert_int_equal(f.errors, 1);
+	assert_null(find_rule(&f, "sello-missing", NULL));
+	titulo_findings_clear(&f);
+	/* one attribute left: not "unsigned", the missing ones are named */
+	f = verify_text(b, strlen(b), FIRMANTE_E_INVALID);
+	assert_null(find_rule(&f, "titulo-unsigned", NULL));
+	assert_non_null(find_rule(&f, "sello-missing", "sello"));
+	char line[1400];
+	const struct titulo_finding *x = find_rule(&f, "sello-missing", "sello");
+	assert_non_null(strstr(titulo_finding_format(x, line, sizeof(line)), "FirmaResponsable[1] ("));
+	titulo_findings_clear(&f);
+	free(a);
+	free(b);
+	free(c);
+}
+
 static void test_signed_ok(void **state)
 {
 	(void)state;
@@ -1175,6 +1295,11 @@ int main(void)
 		cmocka_unit_test(test_csv_malformed),
 		cmocka_unit_test(test_csv_empty),
 		cmocka_unit_test(test_csv_not_an_encoding),
+		cmocka_unit_test(test_csv_nul_in_field),
+		cmocka_unit_test(test_csv_too_many_fields),
+		cmocka_unit_test(test_csv_stray_quote),
+		cmocka_unit_test(test_csv_header_only),
+		cmocka_unit_test(test_unsigned_once),
 		cmocka_unit_test(test_normalized_into_xml),
 		cmocka_unit_test(test_empty_optional),
 		cmocka_unit_test(test_dates_dmy),
