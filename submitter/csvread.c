@@ -258,7 +258,7 @@ int te_csv_read_at(const char *path, size_t max_bytes, size_t max_rows, unsigned
 		data += 3;
 		len -= 3;
 	}
-	if (memchr(data, '\0', len) && looks_utf16(data, len)) {
+	if (memchr(data, '\0', len) && (!(flags & TE_CSV_DETECT) || looks_utf16(data, len))) {
 		snprintf(why, why_size, "the file holds NUL bytes between its characters: it is not "
 			 "a text CSV export (UTF-16 \"Unicode text\", or a spreadsheet file); save it "
 			 "again as \"CSV UTF-8\"");

@@ -37,10 +37,11 @@ struct te_csv_where {
 };
 
 /* As te_csv_read(); on failure @where (may be NULL) gets the record and
- * field of a malformed quote or of a row over TE_CSV_MAX_FIELDS. A NUL
- * byte inside a field of an otherwise text file is not a failure: the row's
- * nul_fields bit says so (a UTF-16 file, or one where NUL bytes abound, is
- * FIRMANTE_E_BAD_DOCUMENT). */
+ * field of a malformed quote or of a row over TE_CSV_MAX_FIELDS. With
+ * TE_CSV_DETECT, a NUL byte inside a field of an otherwise text file is not
+ * a failure: the row's nul_fields bit says so (a UTF-16 file, or one where
+ * NUL bytes abound, is FIRMANTE_E_BAD_DOCUMENT; without TE_CSV_DETECT any
+ * NUL byte is). */
 int te_csv_read_at(const char *path, size_t max_bytes, size_t max_rows, unsigned flags,
 		   struct te_csv *out, char *why, size_t why_size, struct te_csv_where *where);
 void te_csv_free(struct te_csv *csv);
