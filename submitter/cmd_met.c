@@ -164,7 +164,9 @@ static void usage_submit(FILE *o)
 		"in ZIP lots of --lot-size titles (default: lot-size of the MET configuration).\n"
 		"With --in, the signed titles DIR/*.xml are checked (as titulos verify) and\n"
 		"recorded first. Titles whose earlier upload has an unknown outcome are sent\n"
-		"again: the DGP's answer settles them. Then run 'titulos status --wait'.\n\n"
+		"again: the DGP's answer settles them. Then run 'titulos status --wait'.\n"
+		"The produccion profile is refused until 'titulos perfil listo produccion'\n"
+		"recorded that the QA phase passed (docs/onboarding.md).\n\n"
 		"  -i, --in DIR        signed titles to check and record before uploading\n"
 		"  -n, --lot-size N    titles per lot (1-%u)\n%s",
 		MET_MAX_LOT_TITLES, COMMON_HELP);
@@ -938,7 +940,9 @@ static void usage_report(FILE *o)
 {
 	fprintf(o,
 		"Usage: titulos report [--state FILE]\n"
-		"Counts of titles by status, and by career within each status.\n\n%s",
+		"Counts of titles by status, and by career within each status; titles\n"
+		"authenticated by DGAIR; a warning for each signer certificate recorded by\n"
+		"titulos alta that expires within 60 days (docs/onboarding.md).\n\n%s",
 		COMMON_HELP);
 }
 
