@@ -386,6 +386,8 @@ async function main() {
     if (failures.length || process.env.FIRMANTE_KEEP_TEST_DIR) console.log(`test files kept in ${work}`);
     else fs.rmSync(work, { recursive: true, force: true });
   }
+  const agentLog = fs.readFileSync(path.join(ARTIFACTS, "firmanted.log"), "utf8");
+  check(!/AddressSanitizer|LeakSanitizer|runtime error:/.test(agentLog), "the agent ran without a sanitizer report");
   const pinSeen = fs.readdirSync(ARTIFACTS).filter((f) => !f.endsWith(".png"))
     .some((f) => fs.readFileSync(path.join(ARTIFACTS, f), "utf8").includes(PIN));
   check(!pinSeen, "the PIN appears in no log of the run");

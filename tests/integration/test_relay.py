@@ -102,6 +102,8 @@ class Relay:
         self.err = self.proc.stderr.read().decode(errors="replace")
         self.proc.stdout.close()
         self.proc.stderr.close()
+        if "Sanitizer" in self.err or "runtime error:" in self.err:
+            check(False, f"firmante-nm ran without a sanitizer report: {self.err[:2000]}")
         return rc
 
 
@@ -311,6 +313,9 @@ def main():
     finally:
         for a in agents:
             a.stop()
+        reports = [a.dir for a in agents
+                   if any(w in a.text() for w in ("AddressSanitizer", "LeakSanitizer", "runtime error:"))]
+        check(not reports, f"every agent stopped without a sanitizer report {reports}")
         if not failures and not os.environ.get("FIRMANTE_KEEP_TEST_DIR"):
             shutil.rmtree(work, ignore_errors=True)
         else:
