@@ -270,8 +270,8 @@ static int import_one(met_state *st, titulo_verifier *v, const char *firmados, c
 	/* 2. the same title we signed, byte for byte in every attribute */
 	if (!folio) {
 		diff_add(d, "TituloElectronico/@folioControl: missing");
-	} else if ((rc = load_ours(st, firmados, folio, &ours_xml, &ours_len, ours_path,
-				   sizeof(ours_path), why, sizeof(why))) != 0) {
+	} else if (load_ours(st, firmados, folio, &ours_xml, &ours_len, ours_path,
+			     sizeof(ours_path), why, sizeof(why)) != 0) {
 		diff_add(d, "%s", why);
 	} else if (titulo_parse(ours_xml, ours_len, &ours, &terr) != 0) {
 		ours = NULL;

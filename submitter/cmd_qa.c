@@ -197,7 +197,7 @@ static int cmd_perfil(int argc, char **argv)
 			printf("no QA check recorded (titulos qa-check)\n");
 		goto out;
 	}
-	if (listo && strcmp(perfil, "produccion") == 0) {
+	if (listo && perfil && strcmp(perfil, "produccion") == 0) {
 		int rc = met_state_qa_last(st, &q, &e);
 		if (rc == FIRMANTE_E_NOT_FOUND || (rc == 0 && !q.listo)) {
 			fprintf(stderr, "titulos: production cannot be marked ready: %s. Run titulos "
