@@ -250,11 +250,13 @@ static void describe_normalized(const char *s, char *shown, size_t shown_size, c
 		p += k;
 		left -= k;
 	}
-	snprintf(what, what_size, "%s%s%s%s",
+	int wn = snprintf(what, what_size, "%s%s%s%s",
 		 special ? "special spaces (<U+00A0> is a no-break space) became plain spaces; " : "",
 		 marks ? "accents written as a separate mark were joined to their letter; " : "",
 		 edges ? "spaces at the start or end were removed; " : "",
 		 repeated ? "repeated spaces became one; " : "");
+	if (wn < 0)
+		what[0] = '\0'; /* a longer text is cut; the sentence stays readable */
 	size_t wl = strlen(what);
 	if (wl >= 2)
 		what[wl - 2] = '\0';

@@ -171,7 +171,7 @@ static int load_ours(met_state *st, const char *firmados, const char *folio, cha
 		char sha[65] = "";
 		snprintf(path, psize, "%s", mt.path);
 		if (fm_read_file(mt.path, FIRMANTE_MAX_DOCUMENT, xml, len) != 0) {
-			snprintf(why, wsize, "the title we signed, %s, cannot be read: %s", mt.path,
+			snprintf(why, wsize, "the title we signed, %.700s, cannot be read: %s", mt.path,
 				 strerror(errno));
 			return FIRMANTE_E_IO;
 		}
@@ -179,7 +179,7 @@ static int load_ours(met_state *st, const char *firmados, const char *folio, cha
 		if (strcmp(sha, mt.sha256) != 0) {
 			free(*xml);
 			*xml = NULL;
-			snprintf(why, wsize, "the title we signed, %s, changed since it was recorded",
+			snprintf(why, wsize, "the title we signed, %.700s, changed since it was recorded",
 				 mt.path);
 			return FIRMANTE_E_INVALID;
 		}
