@@ -432,8 +432,15 @@ def body(work, agents):
         status, _, o = request(other.sock, "GET", "/v1/status")
         check(status == 403 and o and o.get("code") == "forbidden",
               "client of another uid -> 403 forbidden")
-        status, _, o = request(other.sock, "POST", "/v1/sign", sign_body(doc1, "01"))
-        check(status == 403 and o and o.get("code") == "forbidden", "sign from another uid -> 403")
+        # The agent answers 403 before reading the body and closes the
+        # connection; a client still writing the body may see the close
+        # (EPIPE/ECONNRESET) before it can read the answer. Both are refusals.
+        try:
+            status, _, o = request(other.sock, "POST", "/v1/sign", sign_body(doc1, "01"))
+            check(status == 403 and o and o.get("code") == "forbidden",
+                  "sign from another uid -> 403")
+        except (BrokenPipeError, ConnectionResetError) as e:
+            check(True, f"sign from another uid -> connection closed unread ({e.__class__.__name__})")
     except OSError as e:
         check(False, f"connect to the uid {NOBODY} agent: {e}")
     # ... and uid 65534 cannot even reach the socket of root's agent.
