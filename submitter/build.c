@@ -823,7 +823,7 @@ int titulo_build_csv_opts(const struct titulo_config *conf, const titulo_catalog
 			}
 			/* catalog texts are compared as given, not normalized */
 			if (changed && c < C_NOMCARRERA) {
-				char shown[200], what[200];
+				char shown[200], what[240]; /* what: the four sentences fit */
 				describe_normalized(raw[c], shown, sizeof(shown), what, sizeof(what));
 				finding(&b, "text-normalized", c,
 					"normalized to \"%.150s\" from \"%s\"%s%s%s (§12)", norm, shown,
