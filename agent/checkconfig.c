@@ -1,4 +1,5 @@
 /* firmanted --check-config: who could change what the configuration names. */
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -237,6 +238,53 @@ static void check_socket_dir(struct checker *c)
 			dir, (unsigned)(sb.st_mode & 07777), dir);
 }
 
+int agent_check_pinentry(const struct agent_config *cfg, char *msg, size_t size)
+{
+	char prog[AGENT_PATH_MAX];
+	struct stat sb;
+
+	if (cfg->pinentry_argc == 0)
+		return 0;
+	if (find_in_path(cfg->pinentry_argv[0], prog, sizeof(prog)) != 0) {
+		snprintf(msg, size, "pinentry program \"%.200s\" is not found in PATH",
+			 cfg->pinentry_argv[0]);
+		return FIRMANTE_E_CONFIG;
+	}
+	if (stat(prog, &sb) != 0) {
+		snprintf(msg, size, "pinentry program %.200s: %s", prog, strerror(errno));
+		return FIRMANTE_E_CONFIG;
+	}
+	if (!S_ISREG(sb.st_mode) || access(prog, X_OK) != 0) {
+		snprintf(msg, size, "pinentry program %.200s is not an executable file%s", prog,
+			 S_ISREG(sb.st_mode) ? " (fix: chmod +x)" : "");
+		return FIRMANTE_E_CONFIG;
+	}
+	return 0;
+}
+
+int agent_check_module(const char *path, char *msg, size_t size)
+{
+	void *h;
+	const char *why;
+
+	dlerror();
+	h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (!h) {
+		why = dlerror();
+		snprintf(msg, size, "PKCS#11 module %.200s cannot be loaded: %.300s", path,
+			 why ? why : "unknown reason");
+		return FIRMANTE_E_CONFIG;
+	}
+	if (!dlsym(h, "C_GetFunctionList")) {
+		snprintf(msg, size,
+			 "%.200s is not a PKCS#11 module: it has no C_GetFunctionList function", path);
+		dlclose(h);
+		return FIRMANTE_E_CONFIG;
+	}
+	dlclose(h);
+	return 0;
+}
+
 int agent_check_permissions(const struct agent_config *cfg,
 			    void (*report)(void *ctx, const char *line), void *ctx)
 {
@@ -245,17 +293,24 @@ int agent_check_permissions(const struct agent_config *cfg,
 
 	if (cfg->source[0])
 		check_chain(&c, "configuration file", cfg->source, 0);
-	for (size_t i = 0; i < cfg->n_modules; i++)
-		check_file(&c, "PKCS#11 module", cfg->modules[i],
-			   key_line(cfg->source, "module", cfg->modules[i]));
+	for (size_t i = 0; i < cfg->n_modules; i++) {
+		int line = key_line(cfg->source, "module", cfg->modules[i]);
+		unsigned before = c.problems;
+		char msg[600];
+
+		check_file(&c, "PKCS#11 module", cfg->modules[i], line);
+		/* Only a module nobody else could have changed is loaded to try it. */
+		if (c.problems == before && agent_check_module(cfg->modules[i], msg, sizeof(msg)))
+			problem(&c, line, "%s", msg);
+	}
 	if (cfg->pinentry_argc > 0) {
 		int line = key_line(cfg->source, "pinentry", NULL);
+		char msg[600];
 
-		if (find_in_path(cfg->pinentry_argv[0], prog, sizeof(prog)) == 0)
+		if (agent_check_pinentry(cfg, msg, sizeof(msg)))
+			problem(&c, line, "%s", msg);
+		else if (find_in_path(cfg->pinentry_argv[0], prog, sizeof(prog)) == 0)
 			check_file(&c, "pinentry program", prog, line);
-		else
-			problem(&c, line, "pinentry program \"%s\" is not found in PATH",
-				cfg->pinentry_argv[0]);
 	}
 	check_socket_dir(&c);
 	if (c.problems > AGENT_CHECK_MAX_REPORTS) {

@@ -38,4 +38,21 @@
 int agent_check_permissions(const struct agent_config *cfg,
 			    void (*report)(void *ctx, const char *line), void *ctx);
 
+/*
+ * agent_check_pinentry - whether cfg->pinentry_argv[0] can be started:
+ * found (a path, or a name searched in PATH like execvp) and executable.
+ * @msg: on FIRMANTE_E_CONFIG, one sentence naming the program and why.
+ * Returns 0 or FIRMANTE_E_CONFIG.
+ */
+int agent_check_pinentry(const struct agent_config *cfg, char *msg, size_t size);
+
+/*
+ * agent_check_module - whether the PKCS#11 module at @path can be loaded
+ * (dlopen) and exports C_GetFunctionList (PKCS#11 v2.40 §5.2).
+ * @msg: on FIRMANTE_E_CONFIG, one sentence naming the path and the
+ * loader's reason. Loads and unloads the module.
+ * Returns 0 or FIRMANTE_E_CONFIG.
+ */
+int agent_check_module(const char *path, char *msg, size_t size);
+
 #endif

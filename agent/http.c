@@ -20,6 +20,7 @@
 #include <microhttpd.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
+#include <p11-kit/uri.h>
 
 #include "agent.h"
 #include "workers.h"
@@ -28,6 +29,7 @@
 #include "firmante/protocol.h"
 #include "firmante/satcert.h"
 #include "firmante/titulo.h"
+#include "firmante/titulo-build.h"
 #include "firmante/token.h"
 #include "firmante/util.h"
 
@@ -472,6 +474,124 @@ static void copy_field(char *dst, size_t size, const char *src)
 	agent_sanitize(dst);
 }
 
+/* The JSON type of @v in words, for a "must be ..., not ..." detail. */
+static const char *json_kind(const json_t *v)
+{
+	switch (json_typeof(v)) {
+	case JSON_OBJECT:
+		return "an object";
+	case JSON_ARRAY:
+		return "an array";
+	case JSON_STRING:
+		return "a string";
+	case JSON_INTEGER:
+	case JSON_REAL:
+		return "a number";
+	case JSON_TRUE:
+	case JSON_FALSE:
+		return "true or false";
+	default:
+		return "null";
+	}
+}
+
+/* Detail for request member @name that is missing (@v NULL) or not what
+ * @want says it must be ("a string", ...). */
+static void member_detail(char *detail, size_t size, const char *name, const json_t *v,
+			  const char *want)
+{
+	if (!v)
+		snprintf(detail, size, "\"%s\" is missing; it must be %s", name, want);
+	else
+		snprintf(detail, size, "\"%s\" must be %s, not %s", name, want, json_kind(v));
+}
+
+/* Space-padded copy of @src into a CK_TOKEN_INFO field (PKCS#11 v2.40 §5.4). */
+static void pad_field(unsigned char *dst, size_t size, const char *src)
+{
+	size_t n = strlen(src);
+
+	memset(dst, ' ', size);
+	memcpy(dst, src, n < size ? n : size);
+}
+
+/* How many identities key URI @uri matches, by the same rules as
+ * fp11_find_identity() (RFC 7512: token fields, id, object, type);
+ * 0 when the URI matches none or cannot be read. */
+static size_t uri_match_count(fp11_ctx *p11, const char *uri)
+{
+	struct fp11_identity *ids = NULL;
+	size_t n = 0, found = 0;
+	P11KitUri *u = p11_kit_uri_new();
+
+	if (!u)
+		return 0;
+	if (p11_kit_uri_parse(uri, P11_KIT_URI_FOR_OBJECT_ON_TOKEN, u) != P11_KIT_URI_OK ||
+	    p11_kit_uri_any_unrecognized(u) || fp11_list_identities(p11, &ids, &n) != 0) {
+		p11_kit_uri_free(u);
+		return 0;
+	}
+	for (size_t i = 0; i < n; i++) {
+		CK_TOKEN_INFO raw;
+		CK_OBJECT_CLASS priv = CKO_PRIVATE_KEY;
+		CK_ATTRIBUTE attrs[] = {
+			{ CKA_CLASS, &priv, sizeof(priv) },
+			{ CKA_ID, ids[i].id, ids[i].id_len },
+			{ CKA_LABEL, ids[i].key_label, strlen(ids[i].key_label) },
+		};
+
+		memset(&raw, 0, sizeof(raw));
+		pad_field(raw.label, sizeof(raw.label), ids[i].token.label);
+		pad_field(raw.manufacturerID, sizeof(raw.manufacturerID), ids[i].token.manufacturer);
+		pad_field(raw.model, sizeof(raw.model), ids[i].token.model);
+		pad_field(raw.serialNumber, sizeof(raw.serialNumber), ids[i].token.serial);
+		raw.flags = ids[i].token.flags;
+		if (p11_kit_uri_match_token_info(u, &raw) && p11_kit_uri_match_attributes(u, attrs, 3))
+			found++;
+	}
+	fp11_identities_free(ids, n);
+	p11_kit_uri_free(u);
+	return found;
+}
+
+/* Detail for key-not-found: whether no key or several keys match @uri,
+ * and the URI itself (at most 200 characters). */
+static void key_not_found_detail(fp11_ctx *p11, const char *uri, char *detail, size_t size)
+{
+	char shown[201];
+	size_t n = uri_match_count(p11, uri);
+
+	copy_field(shown, sizeof(shown), uri);
+	if (n > 1)
+		snprintf(detail, size,
+			 "%zu keys match \"%s\"; the URI must name exactly one key (add its id= or "
+			 "token=; \"firmante keys\" lists each key's URI)", n, shown);
+	else
+		snprintf(detail, size,
+			 "no key with a certificate matches \"%s\" (is the token plugged in? "
+			 "\"firmante keys\" lists the keys the agent sees)", shown);
+}
+
+/* Detail for a cadena original that titulo_cadena() could not build for
+ * FirmaResponsable @idx (0-based; shown 1-based): the field and why. */
+static void cadena_detail(const titulo *t, size_t idx, int rc, char *detail, size_t size)
+{
+	char field[160];
+	int cr = titulo_cadena_check(t, idx, field, sizeof(field));
+
+	if (cr == FIRMANTE_E_BAD_DOCUMENT)
+		snprintf(detail, size,
+			 "the cadena original of FirmaResponsable[%zu] cannot be built: %s is missing "
+			 "and the cadena needs it (§5)", idx + 1, field);
+	else if (cr == FIRMANTE_E_INVALID)
+		snprintf(detail, size,
+			 "the cadena original of FirmaResponsable[%zu] cannot be built: %s holds the "
+			 "character '|', which the cadena cannot carry (§5.1)", idx + 1, field);
+	else
+		snprintf(detail, size, "the cadena original of FirmaResponsable[%zu] cannot be built: %s",
+			 idx + 1, firmante_err_title(rc));
+}
+
 static enum MHD_Result ep_sign(struct MHD_Connection *c, struct request *rq)
 {
 	struct agent *a = rq->agent;
@@ -516,7 +636,8 @@ static enum MHD_Result ep_sign(struct MHD_Connection *c, struct request *rq)
 	}
 	v = json_object_get(req, "format");
 	if (!json_is_string(v)) {
-		snprintf(detail, sizeof(detail), "\"format\" is required (\"%s\")", FIRMANTE_FORMAT_TITULO);
+		member_detail(detail, sizeof(detail), "format", v,
+			      "a string (\"" FIRMANTE_FORMAT_TITULO "\")");
 		rc = FIRMANTE_E_BAD_REQUEST;
 		goto out;
 	}
@@ -529,7 +650,8 @@ static enum MHD_Result ep_sign(struct MHD_Connection *c, struct request *rq)
 	}
 	v = json_object_get(req, "document");
 	if (!json_is_string(v)) {
-		snprintf(detail, sizeof(detail), "\"document\" (the unsigned XML as a JSON string) is required");
+		member_detail(detail, sizeof(detail), "document", v,
+			      "a string (the unsigned XML as a JSON string)");
 		rc = FIRMANTE_E_BAD_REQUEST;
 		goto out;
 	}
@@ -543,7 +665,11 @@ static enum MHD_Result ep_sign(struct MHD_Connection *c, struct request *rq)
 	}
 	v = json_object_get(req, "key");
 	if (!json_is_string(v) || strncmp(json_string_value(v), "pkcs11:", 7) != 0) {
-		snprintf(detail, sizeof(detail), "\"key\" must be a PKCS#11 URI (RFC 7512) of the signer's key");
+		if (json_is_string(v))
+			snprintf(detail, sizeof(detail), "\"key\" must be a PKCS#11 URI (RFC 7512) of the signer's key");
+		else
+			member_detail(detail, sizeof(detail), "key", v,
+				      "a string (the PKCS#11 URI of the signer's key, RFC 7512)");
 		rc = FIRMANTE_E_BAD_REQUEST;
 		goto out;
 	}
@@ -552,8 +678,7 @@ static enum MHD_Result ep_sign(struct MHD_Connection *c, struct request *rq)
 	rc = fp11_find_identity(a->p11, key, &id);
 	if (rc) {
 		if (rc == FIRMANTE_E_KEY_NOT_FOUND)
-			snprintf(detail, sizeof(detail),
-				 "no single key with a certificate matches the URI (none, or more than one)");
+			key_not_found_detail(a->p11, key, detail, sizeof(detail));
 		else if (rc == FIRMANTE_E_BAD_REQUEST)
 			snprintf(detail, sizeof(detail), "\"key\" is not a valid PKCS#11 URI");
 		id = NULL;
@@ -599,9 +724,7 @@ static enum MHD_Result ep_sign(struct MHD_Connection *c, struct request *rq)
 	}
 	rc = titulo_cadena(t, idx, &cadena, &cadena_len);
 	if (rc) {
-		snprintf(detail, sizeof(detail),
-			 "the cadena original of FirmaResponsable[%zu] cannot be built: %s", idx + 1,
-			 firmante_err_title(rc));
+		cadena_detail(t, idx, rc, detail, sizeof(detail));
 		cadena = NULL;
 		goto out;
 	}
@@ -787,8 +910,7 @@ static int batch_prepare(struct batch_stream *bs, struct batch_item *it, const c
 	rc = titulo_cadena(it->t, it->idx, &it->cadena, &it->cadena_len);
 	if (rc) {
 		it->cadena = NULL;
-		snprintf(detail, size, "the cadena original cannot be built: %s",
-			 firmante_err_title(rc));
+		cadena_detail(it->t, it->idx, rc, detail, size);
 		return rc;
 	}
 	rc = fm_sha256_hex(it->cadena, it->cadena_len, it->sha);
@@ -1162,13 +1284,21 @@ static enum MHD_Result ep_sign_batch(struct MHD_Connection *c, struct request *r
 	}
 	v = json_object_get(req, "format");
 	if (!json_is_string(v) || strcmp(json_string_value(v), FIRMANTE_FORMAT_TITULO) != 0) {
-		snprintf(detail, sizeof(detail), "\"format\" must be \"%s\"", FIRMANTE_FORMAT_TITULO);
+		if (json_is_string(v))
+			snprintf(detail, sizeof(detail), "\"format\" must be \"%s\"", FIRMANTE_FORMAT_TITULO);
+		else
+			member_detail(detail, sizeof(detail), "format", v,
+				      "a string (\"" FIRMANTE_FORMAT_TITULO "\")");
 		rc = json_is_string(v) ? FIRMANTE_E_UNSUPPORTED_FORMAT : FIRMANTE_E_BAD_REQUEST;
 		goto out;
 	}
 	v = json_object_get(req, "key");
 	if (!json_is_string(v) || strncmp(json_string_value(v), "pkcs11:", 7) != 0) {
-		snprintf(detail, sizeof(detail), "\"key\" must be a PKCS#11 URI (RFC 7512) of the signer's key");
+		if (json_is_string(v))
+			snprintf(detail, sizeof(detail), "\"key\" must be a PKCS#11 URI (RFC 7512) of the signer's key");
+		else
+			member_detail(detail, sizeof(detail), "key", v,
+				      "a string (the PKCS#11 URI of the signer's key, RFC 7512)");
 		rc = FIRMANTE_E_BAD_REQUEST;
 		goto out;
 	}
@@ -1185,7 +1315,10 @@ static enum MHD_Result ep_sign_batch(struct MHD_Connection *c, struct request *r
 	rc = fp11_find_identity(a->p11, json_string_value(v), &bs->id);
 	if (rc) {
 		bs->id = NULL;
-		snprintf(detail, sizeof(detail), "no single key with a certificate matches the URI");
+		if (rc == FIRMANTE_E_KEY_NOT_FOUND)
+			key_not_found_detail(a->p11, json_string_value(v), detail, sizeof(detail));
+		else if (rc == FIRMANTE_E_BAD_REQUEST)
+			snprintf(detail, sizeof(detail), "\"key\" is not a valid PKCS#11 URI");
 		goto out;
 	}
 	rc = check_identity(a, bs->id, time(NULL), detail, sizeof(detail));
@@ -1211,8 +1344,12 @@ static enum MHD_Result ep_sign_batch(struct MHD_Connection *c, struct request *r
 		snprintf(bs->items[i].rid, sizeof(bs->items[i].rid), "%s",
 			 did ? json_string_value(did) : "");
 		if (!json_is_string(d)) {
-			snprintf(detail, sizeof(detail), "documents[%zu].document: the unsigned XML "
-				 "as a JSON string is required", i);
+			if (d)
+				snprintf(detail, sizeof(detail), "documents[%zu].document must be a string "
+					 "(the unsigned XML as a JSON string), not %s", i, json_kind(d));
+			else
+				snprintf(detail, sizeof(detail), "documents[%zu].document is missing; it "
+					 "must be a string (the unsigned XML as a JSON string)", i);
 			rc = FIRMANTE_E_BAD_REQUEST;
 			goto out;
 		}
@@ -1340,8 +1477,10 @@ static enum MHD_Result ep_revoke(struct MHD_Connection *c, struct request *rq)
 		return send_problem(c, rq, FIRMANTE_E_BAD_REQUEST, detail);
 	origin = json_string_value(json_object_get(req, "origin"));
 	if (!origin) {
+		member_detail(detail, sizeof(detail), "origin", json_object_get(req, "origin"),
+			      "a string (the web page's origin)");
 		json_decref(req);
-		return send_problem(c, rq, FIRMANTE_E_BAD_REQUEST, "\"origin\" is required");
+		return send_problem(c, rq, FIRMANTE_E_BAD_REQUEST, detail);
 	}
 	rc = rq->agent->pairings ? agent_pairings_revoke(rq->agent->pairings, origin)
 				 : FIRMANTE_E_NOT_FOUND;

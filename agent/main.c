@@ -223,11 +223,29 @@ int main(int argc, char **argv)
 	p11cfg.use_p11kit_registered = cfg.use_p11kit_modules;
 	rc = fp11_open(&p11cfg, &agent.p11);
 	if (rc) {
+		bool named = false;
+
 		agent.p11 = NULL;
-		fprintf(stderr, "firmanted: loading the PKCS#11 modules failed: %s\n",
-			firmante_err_title(rc));
+		/* Name the module that does not load, with the loader's reason. */
+		for (size_t i = 0; i < cfg.n_modules; i++) {
+			if (agent_check_module(cfg.modules[i], err, sizeof(err)) == 0)
+				continue;
+			fprintf(stderr, "firmanted: %s (\"module\" in %s)\n", err,
+				cfg.source[0] ? cfg.source : "the configuration");
+			named = true;
+		}
+		if (!named)
+			fprintf(stderr, "firmanted: loading the PKCS#11 modules failed: %s\n",
+				firmante_err_title(rc));
 		goto out;
 	}
+	/* A pinentry that cannot start is said now, not at the first signature.
+	 * Not fatal: an agent whose policies sign unattended needs none. */
+	if (agent_check_pinentry(&cfg, err, sizeof(err)))
+		fprintf(stderr,
+			"firmanted: warning: %s; every request that needs the holder's approval "
+			"or PIN will fail with pinentry-failed until \"pinentry\" in %s is fixed\n",
+			err, cfg.source[0] ? cfg.source : "the configuration");
 	agent.cfg = &cfg;
 	agent.started = time(NULL);
 	/* The guard: a group allowed besides us, audit log, caller policies,
