@@ -11,7 +11,9 @@ answers it:
     the URI (bounded);
   - a "module =" that cannot be loaded stops the agent with the path and
     the loader's reason; a pinentry program that is missing or not
-    executable is reported by --check-config and warned about at start.
+    executable is reported by --check-config and warned about at start;
+  - the few malformed requests libmicrohttpd answers itself get the
+    statuses docs/protocol.md lists, and the agent keeps serving.
 
 Environment: FIRMANTE_SOURCE_DIR, FIRMANTE_BINARY_DIR, FIRMANTE_SHARED_DIR.
 Only the Python standard library is used.
@@ -251,6 +253,37 @@ def body(work, agents):
                              "documents": [{"document": doc1}]}, "/v1/sign-batch")
     check(st == 404 and code == "key-not-found" and "2 keys match" in det,
           f"sign-batch key-not-found: 2 keys match ({det})")
+
+    # --- 5. requests libmicrohttpd answers itself (docs/protocol.md table)
+    def raw(data):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(20)
+        s.connect(sock)
+        s.sendall(data)
+        out = b""
+        try:
+            while len(out) < 4096:
+                b = s.recv(4096)
+                if not b:
+                    break
+                out += b
+        except OSError:
+            pass
+        s.close()
+        return out.split(b"\r\n", 1)[0].decode("latin-1")
+
+    for data, want, what in (
+            (b"POST /v1/sign HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", " 400 ",
+             "invalid Content-Length"),
+            (b"GET /v1/status HTTP/2.0\r\nHost: x\r\n\r\n", " 505 ", "HTTP/2.0 request line"),
+            (b"GET /v1/status HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n",
+             " 431 ", "70 KB header"),
+            (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", " 414 ",
+             "70 KB request line")):
+        line = raw(data)
+        check(want in line, f"HTTP layer answers {what} with {want.strip()} ({line})")
+    st, _ = request(sock, "GET", "/v1/status")
+    check(st == 200, "the agent still answers after the malformed requests")
 
     # --- 4. configuration: module and pinentry
     d = os.path.join(work, "badmod")
