@@ -769,6 +769,11 @@ static int token_identities_once(const struct token_ref *t, struct id_list *l)
 	CK_RV rv = f->C_OpenSession(t->slot, CKF_SERIAL_SESSION, NULL, NULL, &s);
 	if (rv != CKR_OK)
 		return map_rv(rv);
+	/* Another thread may log in or out while we search (the login state is
+	 * the application's, PKCS#11 v2.40 §5.6): only a state that held from
+	 * before the key search to after it tells that every key was visible. */
+	bool logged_in_before = f->C_GetSessionInfo(s, &si) == CKR_OK &&
+				(si.state == CKS_RO_USER_FUNCTIONS || si.state == CKS_RW_USER_FUNCTIONS);
 	CK_ATTRIBUTE t_priv[] = { { CKA_CLASS, &c_priv, sizeof(c_priv) },
 				  { CKA_KEY_TYPE, &k_rsa, sizeof(k_rsa) } };
 	CK_ATTRIBUTE t_pub[] = { { CKA_CLASS, &c_pub, sizeof(c_pub) },
@@ -782,7 +787,7 @@ static int token_identities_once(const struct token_ref *t, struct id_list *l)
 		rc = find_objects(f, s, t_pub, 2, OBJ_PUBLIC, &pubs, &np);
 	if (rc != 0)
 		goto out;
-	bool logged_in = f->C_GetSessionInfo(s, &si) == CKR_OK &&
+	bool logged_in = logged_in_before && f->C_GetSessionInfo(s, &si) == CKR_OK &&
 			 (si.state == CKS_RO_USER_FUNCTIONS || si.state == CKS_RW_USER_FUNCTIONS);
 
 	bool sha256_rsa, rsa;
