@@ -27,7 +27,7 @@ for tool in dpkg-buildpackage dh lintian apt-get; do
   command -v "$tool" >/dev/null || {
     echo "FAIL: $tool is missing; run scripts/install-deps (debhelper, devscripts, lintian)"; exit 1; }
 done
-pkgs=(firmante titulos firmante-data libfirmante-client0 libfirmante-client-dev)
+pkgs=(firmante titulos firmante-data libfirmante-client0 libfirmante-client-dev firmante-nm)
 
 exec 9> /var/lock/firmante-package-test.lock
 if ! flock -w 600 9; then
@@ -97,6 +97,15 @@ for m in man8/firmanted.8 man1/firmante.1 man1/titulos.1 man5/firmanted.conf.5; 
 done
 [ -f /usr/share/firmante/TituloElectronico.xsd ] && [ -f /usr/share/firmante/catalogos.csv ]
 [ -f /usr/include/firmante/client.h ]
+# The browser relay and its host manifests point at the installed program.
+[ -x /usr/libexec/firmante/firmante-nm ] || { echo "FAIL: /usr/libexec/firmante/firmante-nm missing"; exit 1; }
+# (Debian policy keeps packages out of /etc/opt, so Google Chrome's copy is
+# left to the administrator; docs/protocol.md says how.)
+for m in /etc/chromium/native-messaging-hosts/org.firmante.nm.json \
+         /usr/lib/mozilla/native-messaging-hosts/org.firmante.nm.json; do
+  grep -q '"path": *"/usr/libexec/firmante/firmante-nm"' "$m" ||
+    { echo "FAIL: $m does not name /usr/libexec/firmante/firmante-nm"; cat "$m"; exit 1; }
+done
 [ -f /usr/share/doc/firmante/protocol.md ] && [ -f /usr/share/doc/titulos/titulos.md ] ||
   { echo "FAIL: the documents the man pages name are not in /usr/share/doc"; exit 1; }
 ls /lib/udev/rules.d/*firmante*.rules > /dev/null

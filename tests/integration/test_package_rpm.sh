@@ -32,5 +32,8 @@ rpm -qcp "$W"/rpms/firmante-0*.rpm 2>/dev/null | grep -qx /etc/firmante/firmante
 has 'titulos-0*.rpm' /usr/bin/titulos '/usr/share/man/man1/titulos.1.*'
 has 'firmante-data-0*.rpm' /usr/share/firmante/TituloElectronico.xsd /usr/share/firmante/catalogos.csv
 has 'firmante-libs-0*.rpm' '/usr/lib64/libfirmante-client.so.0'
+has 'firmante-nm-0*.rpm' /usr/libexec/firmante/firmante-nm '/usr/share/man/man1/firmante-nm.1.*' \
+  /etc/chromium/native-messaging-hosts/org.firmante.nm.json \
+  /usr/lib/mozilla/native-messaging-hosts/org.firmante.nm.json
 has 'firmante-devel-0*.rpm' /usr/include/firmante/client.h /usr/lib64/libfirmante-client.so
 echo "rpm: $(ls "$W"/rpms | wc -l) packages built with the expected files"
