@@ -120,8 +120,13 @@ int met_result_read_xls(const char *xls_path, struct met_result_row **rows, size
 		h = NULL;
 		if (widen_dimensions(xls_path, widened) == 0) {
 			have_widened = 1;
-			if (freexl_open(widened, &h) != FREEXL_OK)
+			if (freexl_open(widened, &h) != FREEXL_OK) {
+				/* FreeXL may hand back a half-built handle with
+				 * an error: close it as after the first try. */
+				if (h)
+					freexl_close(h);
 				h = NULL;
+			}
 		}
 	}
 	if (!h) {
