@@ -444,6 +444,10 @@ class Bench:
     def fig_agent_unattended(self):
         if "policy" not in open(os.path.join(SRC, "agent", "config.c")).read():
             raise Skip("the unattended policy (issue 4) has not landed")
+        if not getattr(self, "title_xml", None):  # figure 2 not run (--only)
+            self.title_xml = self.one_title()
+            self.sign_body("pkcs11:token=bench-a;id=%01;type=private", self.title_xml,
+                           os.path.join(self.work, "body-a.json"))
         body = os.path.join(self.work, "body-a.json")
         sock = self.start_agent(self.unattended_conf())
         try:
@@ -792,23 +796,28 @@ class Bench:
         log("== setup: two SoftHSM2 tokens in %s" % self.work)
         self.setup_tokens()
         log("== figures")
-        self.figure("7", "OpenSSL", self.fig_openssl)
-        self.figure("1", "raw C_Sign", self.fig_raw)
-        if self.raw is None:
-            raise SystemExit("bench: figure 1 failed; every agent figure is a ratio to it")
-        self.figure("2s", "pinentry stand-in", self.fig_stub)
-        self.figure("2", "agent one at a time", self.fig_agent_one)
-        self.figure("2u", "agent one at a time, unattended policy", self.fig_agent_unattended)
-        self.figure("3", "agent sign-batch", self.fig_batch)
-        self.figure("4r", "raw two tokens", self.fig_raw_two)
-        self.figure("4", "agent, two tokens in parallel", self.fig_two_tokens)
-        self.figure("5", "browser listener", self.fig_browser)
-        self.figure("6b", "titulos build", self.fig_build)
-        self.figure("6d", "titulos build on disk", self.fig_build_disk)
-        self.figure("6v", "titulos verify", self.fig_verify)
-        self.figure("6z", "ZIP lots", self.fig_zip)
-        self.figure("6br", "titulos build, peak RSS", self.fig_rss)
-        self.figure("6vr", "titulos verify, peak RSS", self.fig_rss_verify)
+        only = self.args.only
+        for fid, name, fn in (
+                ("7", "OpenSSL", self.fig_openssl),
+                ("1", "raw C_Sign", self.fig_raw),
+                ("2s", "pinentry stand-in", self.fig_stub),
+                ("2", "agent one at a time", self.fig_agent_one),
+                ("2u", "agent one at a time, unattended policy", self.fig_agent_unattended),
+                ("3", "agent sign-batch", self.fig_batch),
+                ("4r", "raw two tokens", self.fig_raw_two),
+                ("4", "agent, two tokens in parallel", self.fig_two_tokens),
+                ("5", "browser listener", self.fig_browser),
+                ("6b", "titulos build", self.fig_build),
+                ("6d", "titulos build on disk", self.fig_build_disk),
+                ("6v", "titulos verify", self.fig_verify),
+                ("6z", "ZIP lots", self.fig_zip),
+                ("6br", "titulos build, peak RSS", self.fig_rss),
+                ("6vr", "titulos verify, peak RSS", self.fig_rss_verify)):
+            if only is not None and fid not in only:
+                continue
+            self.figure(fid, name, fn)
+            if fid == "1" and self.raw is None:
+                raise SystemExit("bench: figure 1 failed; every agent figure is a ratio to it")
         cond["loadavg_end"] = os.getloadavg()[0]
         cond["seconds"] = time.monotonic() - t0
         return {"conditions": cond, "figures": self.figures}
@@ -887,6 +896,10 @@ def main():
     ap.add_argument("--titles", type=int, default=None, help="titles per build run")
     ap.add_argument("--rss-titles", type=int, default=None, help="titles for the RSS runs")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--only", metavar="IDS", default=None,
+                    help="comma-separated figure ids to measure (e.g. 1,2u,3,4,5); 1 (and "
+                    "1b) always run, as every agent figure is a ratio to it, and so do the "
+                    "figures the chosen ones build on (2u for 3 and 4, 2 for 5)")
     ap.add_argument("--markdown", metavar="JSON",
                     help="print the table of an earlier run's JSON as Markdown and exit")
     args = ap.parse_args()
@@ -903,6 +916,18 @@ def main():
     args.sign_count = 20 if q else 400
     args.agent_count = 8 if q else 60
     args.unattended_count = 20 if q else 300
+    if args.only is not None:
+        known = {"7", "1", "1b", "2s", "2", "2u", "3", "4r", "4", "5", "6b", "6d", "6v", "6z",
+                 "6br", "6vr"}
+        only = {x.strip() for x in args.only.split(",") if x.strip()}
+        if not only or not only <= known:
+            ap.error("--only: figure ids among %s" % ", ".join(sorted(known)))
+        only.add("1")
+        if only & {"3", "4"}:
+            only.add("2u")
+        if "5" in only:
+            only.add("2")
+        args.only = only
     if min(args.runs, args.titles, args.rss_titles) < 1:
         ap.error("counts must be positive")
     b = Bench(args)
