@@ -216,12 +216,31 @@ const char *agent_audit_path(const struct agent_audit *a);
 /*
  * agent_audit_append - write one record (JSON object on one line, members
  * seq, time, event, caller, ..., decision, result, prev = SHA-256 of the
- * previous line or 64 zeros) with one write(2) and fsync(2), then update
- * <log>.head. Serialised between threads. NULL @a is a no-op (returns 0).
+ * previous line or 64 zeros) with one write(2) and one fdatasync(2) (which
+ * also makes durable any deferred record before it), then replace
+ * <log>.head (no sync of its own; docs/security.md). Serialised between
+ * threads. NULL @a is a no-op (returns 0).
  * Returns 0, FIRMANTE_E_IO (the caller must then withhold the signature),
  * FIRMANTE_E_NOMEM.
  */
 int agent_audit_append(struct agent_audit *a, const struct agent_audit_record *r);
+
+/*
+ * agent_audit_append_deferred - agent_audit_append() without the
+ * fdatasync: the record is written (write(2)) but not yet durable. The
+ * caller must call agent_audit_sync() (or another append must happen) and
+ * succeed before anything that depends on the record (a signature) leaves
+ * the agent. For the group commit of a batch. Same errors.
+ */
+int agent_audit_append_deferred(struct agent_audit *a, const struct agent_audit_record *r);
+
+/*
+ * agent_audit_sync - make every record written so far durable (one
+ * fdatasync; nothing when none is pending), then update <log>.head.
+ * Returns 0 or FIRMANTE_E_IO (the deferred records' signatures must then
+ * be withheld). NULL @a: 0.
+ */
+int agent_audit_sync(struct agent_audit *a);
 
 /* agent_audit_default_path - $XDG_STATE_HOME/firmante/audit.log, else
  * $HOME/.local/state/firmante/audit.log. Returns 0 or FIRMANTE_E_CONFIG. */
@@ -372,6 +391,12 @@ bool agent_pincache_get(const struct fp11_token_info *tok, char *pin, size_t pin
  * time; nothing for a token without pin-cache. */
 void agent_pincache_put(const struct fp11_token_info *tok, const char *pin);
 
+/* agent_pincache_owner - when @tok has a live entry: its login owner tag
+ * ("pin-cache:<n>", for fp11_sign_as) written to @owner, and true. The
+ * token's login kept under that tag is dropped (fp11_drop_login) when the
+ * entry is wiped: expiry, token removal, refusal, replacement. */
+bool agent_pincache_owner(const struct fp11_token_info *tok, char *owner, size_t size);
+
 /* agent_pincache_forget - wipe @tok's entry (refused PIN, locked token). */
 void agent_pincache_forget(const struct fp11_token_info *tok);
 
@@ -412,6 +437,8 @@ void agent_queue_close(void);
 /* the signing path (sign.c) */
 
 #define AGENT_MAX_BATCH 1000
+#define AGENT_BATCH_GROUP 16  /* batch items whose audit records share one fdatasync */
+#define AGENT_BATCH_GROUP_MS 10 /* ... started within this many milliseconds */
 
 /*
  * A batch the holder approved once (POST /v1/sign-batch). The PIN asked
@@ -419,7 +446,9 @@ void agent_queue_close(void);
  * ends (agent_batch_end wipes it); a PIN the token refuses ends the batch.
  */
 struct agent_batch {
-	char id[40];                 /* "batch-<n>", in the audit records */
+	char id[40];                 /* "batch-<n>", in the audit records; also the
+	                              * owner of the token login kept for the batch */
+	struct fp11_token_info token; /* the batch's token, for ending that login */
 	bool unattended;             /* approved by policy, not by the holder */
 	agent_pinentry *pe;          /* the dialog, kept for the PIN */
 	char pin[AGENT_PIN_MAX + 1];
@@ -435,6 +464,8 @@ struct agent_sign_job {
 	const char *cadena_sha256;             /* its SHA-256, lower-case hex */
 	int client_fd;                         /* the requester's connection, or -1 */
 	struct agent_batch *batch;             /* an item of an approved batch, or NULL */
+	bool defer_audit_sync;                 /* the caller calls agent_audit_sync() before
+	                                        * the signature leaves (batch group commit) */
 	uint8_t sig[1024];                     /* out */
 	size_t sig_len;                        /* out */
 	char detail[1024];                     /* out, on failure */

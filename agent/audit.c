@@ -3,9 +3,13 @@
  * sequence number and the SHA-256 of the previous line, so that an edited,
  * removed or reordered line breaks the chain (`firmante audit verify`).
  * Each record is written with one write(2) on an O_APPEND descriptor and
- * fsync'd before the request is answered. A small "head" file beside the
- * log (<log>.head: last sequence number and hash) lets the verifier notice
- * lines cut off at the end.
+ * made durable with one fdatasync(2) before the request is answered (in a
+ * batch, several records share one fdatasync, still before any of their
+ * results leave the agent: agent_audit_append_deferred, agent_audit_sync).
+ * A small "head" file beside the log (<log>.head: last sequence number
+ * and hash) lets the verifier notice lines cut off at the end; it is
+ * replaced by rename(2) without a sync of its own (docs/security.md: it is
+ * advisory, checked against the log, and never ahead of a durable log).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +38,9 @@ struct agent_audit {
 	char head_path[AGENT_PATH_MAX + 8];
 	unsigned long long seq;  /* of the last record written */
 	char prev[65];           /* SHA-256 (hex) of the last line */
+	off_t known_size;        /* log size after our last read or write, -1: unknown */
+	bool unsynced;           /* records written since the last fdatasync */
+	bool head_stale;         /* the head file lags the log (deferred records) */
 };
 
 static const char ZERO_HASH[65] =
@@ -90,6 +97,7 @@ static int read_tail(struct agent_audit *a, char *err, size_t err_size)
 	if (sb.st_size == 0) {
 		a->seq = 0;
 		memcpy(a->prev, ZERO_HASH, sizeof(a->prev));
+		a->known_size = 0;
 		return 0;
 	}
 	want = (size_t)sb.st_size < AUDIT_LINE_MAX + 1 ? (size_t)sb.st_size : AUDIT_LINE_MAX + 1;
@@ -133,6 +141,8 @@ static int read_tail(struct agent_audit *a, char *err, size_t err_size)
 	}
 	a->seq = (unsigned long long)json_integer_value(json_object_get(o, "seq"));
 	rc = fm_sha256_hex(start, strlen(start), a->prev);
+	if (rc == 0)
+		a->known_size = sb.st_size;
 out:
 	json_decref(o);
 	free(buf);
@@ -153,6 +163,7 @@ int agent_audit_open(const char *path, struct agent_audit **out, char *err, size
 	if (!a)
 		return FIRMANTE_E_NOMEM;
 	a->fd = -1;
+	a->known_size = -1;
 	pthread_mutex_init(&a->mu, NULL);
 	snprintf(a->path, sizeof(a->path), "%s", path);
 	snprintf(a->head_path, sizeof(a->head_path), "%s.head", path);
@@ -196,15 +207,88 @@ static void set_str(json_t *o, const char *k, const char *v)
 		json_object_set_new(o, k, json_string(v));
 }
 
+/*
+ * <log>.head: "SEQ HASH\n" of the last record, replaced by rename(2) of a
+ * temporary file. No fsync: a crash may leave an older head (or none), but
+ * never one ahead of the durable log, since it is written after the log's
+ * own fdatasync. Failures are logged, not fatal (the log is the record).
+ */
+static void write_head(struct agent_audit *a)
+{
+	char head[128], tmp[sizeof(a->head_path) + 8];
+	int n, fd;
+	bool ok = false;
+
+	n = snprintf(head, sizeof(head), "%llu %s\n", a->seq, a->prev);
+	if (n <= 0 || (size_t)n >= sizeof(head) ||
+	    snprintf(tmp, sizeof(tmp), "%s.tmp", a->head_path) >= (int)sizeof(tmp))
+		goto out;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		goto out;
+	ok = write(fd, head, (size_t)n) == n;
+	if (close(fd) != 0)
+		ok = false;
+	if (ok && rename(tmp, a->head_path) != 0)
+		ok = false;
+	if (!ok)
+		unlink(tmp);
+out:
+	if (ok)
+		a->head_stale = false;
+	else
+		agent_log("audit log %s: the head file could not be written", a->path);
+}
+
+/* fdatasync of the records written so far, then the head file. Caller holds a->mu. */
+static int sync_locked(struct agent_audit *a)
+{
+	if (!a->unsynced)
+		return 0;
+	if (fdatasync(a->fd) != 0) {
+		agent_log("audit log %s: fdatasync failed: %s", a->path, strerror(errno));
+		return FIRMANTE_E_IO;
+	}
+	a->unsynced = false;
+	if (a->head_stale)
+		write_head(a);
+	return 0;
+}
+
+int agent_audit_sync(struct agent_audit *a)
+{
+	int rc;
+
+	if (!a)
+		return 0;
+	pthread_mutex_lock(&a->mu);
+	rc = sync_locked(a);
+	pthread_mutex_unlock(&a->mu);
+	return rc;
+}
+
+static int append(struct agent_audit *a, const struct agent_audit_record *r, bool defer);
+
 int agent_audit_append(struct agent_audit *a, const struct agent_audit_record *r)
 {
+	return append(a, r, false);
+}
+
+int agent_audit_append_deferred(struct agent_audit *a, const struct agent_audit_record *r)
+{
+	return append(a, r, true);
+}
+
+static int append(struct agent_audit *a, const struct agent_audit_record *r, bool defer)
+{
 	json_t *o = NULL, *caller = NULL;
-	char *text = NULL, stamp[32], head[128], hash[65], err[512];
+	char *text = NULL, stamp[32], hash[65], err[512];
 	struct tm tm;
+	struct stat sb;
 	time_t now = time(NULL);
 	size_t len;
 	ssize_t w;
-	int rc = 0, n;
+	int rc = 0;
 	bool locked = false, flocked = false;
 
 	if (!a)
@@ -233,10 +317,15 @@ int agent_audit_append(struct agent_audit *a, const struct agent_audit_record *r
 		goto out;
 	}
 	flocked = true;
-	rc = read_tail(a, err, sizeof(err));
-	if (rc) {
-		agent_log("%s", err);
-		goto out;
+	/* Unchanged since our last record (same size): our chain state is
+	 * the file's. Else re-read the last line and its owner and mode. */
+	if (a->known_size < 0 || fstat(a->fd, &sb) != 0 || sb.st_size != a->known_size) {
+		a->known_size = -1;
+		rc = read_tail(a, err, sizeof(err));
+		if (rc) {
+			agent_log("%s", err);
+			goto out;
+		}
 	}
 	json_object_set_new(o, "seq", json_integer((json_int_t)(a->seq + 1)));
 	json_object_set_new(o, "time", json_string(stamp));
@@ -267,16 +356,19 @@ int agent_audit_append(struct agent_audit *a, const struct agent_audit_record *r
 		goto out;
 	text[len] = '\n'; /* json_dumps' NUL becomes the line end */
 	w = write(a->fd, text, len + 1);
-	if (w != (ssize_t)(len + 1) || fsync(a->fd) != 0) {
+	if (w != (ssize_t)(len + 1)) {
 		agent_log("audit log %s: write failed: %s", a->path, strerror(errno));
+		a->known_size = -1;
 		rc = FIRMANTE_E_IO;
 		goto out;
 	}
 	a->seq++;
 	memcpy(a->prev, hash, sizeof(a->prev));
-	n = snprintf(head, sizeof(head), "%llu %s\n", a->seq, a->prev);
-	if (fm_write_file_atomic(a->head_path, head, (size_t)n, 0600) != 0)
-		agent_log("audit log %s: the head file could not be written", a->path);
+	a->known_size = a->known_size >= 0 ? a->known_size + (off_t)(len + 1) : -1;
+	a->unsynced = true;
+	a->head_stale = true;
+	if (!defer)
+		rc = sync_locked(a);
 out:
 	if (flocked)
 		flock(a->fd, LOCK_UN);

@@ -89,6 +89,9 @@ static void publish(struct agent_hotplug *h, int kind, const struct present_toke
 {
 	struct agent_token_event *e;
 
+	/* Identities are read again after any arrival or departure (a new
+	 * slot id alone is noticed by fp11_list_tokens() itself). */
+	fp11_tokens_changed(h->p11);
 	h->seq++;
 	e = &h->ring[(h->seq - 1) % AGENT_HOTPLUG_EVENTS];
 	memset(e, 0, sizeof(*e));

@@ -1124,13 +1124,174 @@ static json_t *batch_wait_resume(struct batch_stream *bs)
 			 firmante_err_http_status(FIRMANTE_E_TOKEN_REMOVED), "detail", detail);
 }
 
-/* Make the next line of the stream; false at the end. */
+/*
+ * Sign the batch's next item; the line to send for it (a result, a
+ * problem, or "paused"). Its audit record is written but, for a signature,
+ * not yet durable: batch_next_line() syncs the log before sending.
+ */
+static json_t *batch_sign_next(struct batch_stream *bs)
+{
+	struct batch_item *it = &bs->items[bs->next];
+	struct agent_sign_job *job = NULL;
+	json_t *o = NULL;
+	char *sello = NULL;
+	int rc;
+
+	job = calloc(1, sizeof(*job));
+	if (!job) {
+		bs->stop_code = "out-of-memory";
+		return NULL;
+	}
+	job->caller = &bs->caller;
+	job->approval = &it->ap;
+	job->cadena = it->cadena;
+	job->cadena_len = it->cadena_len;
+	job->cadena_sha256 = it->sha;
+	job->client_fd = -1;
+	job->batch = &bs->b;
+	job->defer_audit_sync = true;
+	rc = agent_sign_one(bs->agent, job);
+	if (!rc)
+		rc = fm_base64_encode(job->sig, job->sig_len, &sello);
+	/* token-removed pauses even when the token is already back (a quick
+	 * re-plug or a reset): the resume asks for a new login. A missing
+	 * key pauses only when its token is gone too. */
+	if ((rc == FIRMANTE_E_TOKEN_REMOVED ||
+	     (rc == FIRMANTE_E_KEY_NOT_FOUND && !batch_token_present(bs))) &&
+	    (o = batch_pause(bs)) != NULL) {
+		/* The same item is signed again once the token is back. */
+		agent_log("uid=%lu %s item %zu/%zu folioControl=%s -> %s (paused)",
+			  (unsigned long)bs->caller.uid, bs->b.id, bs->next + 1, bs->n,
+			  rq_folio(it), firmante_err_code(rc));
+		goto out;
+	}
+	if (rc) {
+		o = json_pack("{s:I, s:s, s:{s:s, s:i, s:s}}", "index", (json_int_t)bs->next,
+			      "id", it->rid, "problem", "code", firmante_err_code(rc), "status",
+			      firmante_err_http_status(rc), "detail",
+			      job->detail[0] ? job->detail : firmante_err_title(rc));
+		bs->stop_code = firmante_err_code(rc);
+	} else {
+		o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:I, s:s}", "index",
+			      (json_int_t)bs->next, "id", it->rid, "sello", sello,
+			      "certificadoResponsable", bs->cert_b64,
+			      "noCertificadoResponsable", bs->id->cert.no_certificado,
+			      "curp", bs->id->cert.curp, "firmanteIndex", (json_int_t)it->idx,
+			      "cadenaSha256", it->sha);
+		bs->signed_count++;
+	}
+	agent_log("uid=%lu %s item %zu/%zu folioControl=%s -> %s",
+		  (unsigned long)bs->caller.uid, bs->b.id, bs->next + 1, bs->n,
+		  rq_folio(it), rc ? firmante_err_code(rc) : "signed");
+	bs->next++;
+out:
+	fm_wipe(job, sizeof(*job));
+	free(job);
+	free(sello);
+	return o;
+}
+
+/* Append @o as one JSON line to the buffer (*@buf, *@len); false on no memory. */
+static bool batch_add_line(char **buf, size_t *len, json_t *o)
+{
+	char *s = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII), *nb;
+	size_t n;
+
+	if (!s)
+		return false;
+	n = strlen(s);
+	nb = realloc(*buf, *len + n + 1);
+	if (!nb) {
+		fm_wipe(s, n);
+		free(s);
+		return false;
+	}
+	memcpy(nb + *len, s, n);
+	nb[*len + n] = '\n';
+	*buf = nb;
+	*len += n + 1;
+	fm_wipe(s, n);
+	free(s);
+	return true;
+}
+
+/*
+ * Sign up to AGENT_BATCH_GROUP items (for at most AGENT_BATCH_GROUP_MS)
+ * and make their audit records durable with one fdatasync before any of their lines is sent (group commit: no
+ * trace, no signature). When the sync fails, the group's signatures are
+ * withheld and the batch stops. False when nothing could be produced.
+ */
+static bool batch_sign_group(struct batch_stream *bs)
+{
+	size_t first = bs->next, signed_before = bs->signed_count, len = 0;
+	char *buf = NULL;
+	bool ok = true;
+	struct timespec t0, now;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (size_t k = 0; k < AGENT_BATCH_GROUP && bs->next < bs->n && !bs->stop_code &&
+	     !bs->paused; k++) {
+		json_t *o;
+
+		/* A slow token sends each line at once (and notices a client
+		 * that left as soon as without grouping). */
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (k > 0 && (now.tv_sec - t0.tv_sec) * 1000L + (now.tv_nsec - t0.tv_nsec) / 1000000L >=
+			     AGENT_BATCH_GROUP_MS)
+			break;
+		o = batch_sign_next(bs);
+
+		if (!o) {
+			if (!bs->stop_code)
+				bs->stop_code = "out-of-memory";
+			break;
+		}
+		ok = batch_add_line(&buf, &len, o);
+		json_decref(o);
+		if (!ok)
+			break;
+	}
+	if (agent_audit_sync(bs->agent->audit) != 0 || !ok) {
+		json_t *o;
+		char detail[300];
+		int err = ok ? FIRMANTE_E_IO : FIRMANTE_E_NOMEM;
+
+		if (buf) {
+			fm_wipe(buf, len);
+			free(buf);
+			buf = NULL;
+			len = 0;
+		}
+		snprintf(detail, sizeof(detail), ok ?
+			 "the audit records of titles %zu to %zu could not be made durable in %s; "
+			 "their signatures are withheld" :
+			 "out of memory while sending titles %zu to %zu; their signatures are withheld",
+			 first, bs->next ? bs->next - 1 : 0, agent_audit_path(bs->agent->audit));
+		bs->signed_count = signed_before;
+		bs->stop_code = firmante_err_code(err);
+		bs->paused = false;
+		o = json_pack("{s:I, s:s, s:{s:s, s:i, s:s}}", "index", (json_int_t)first, "id",
+			      bs->items[first].rid, "problem", "code", bs->stop_code, "status",
+			      firmante_err_http_status(err), "detail", detail);
+		if (!o || !batch_add_line(&buf, &len, o)) {
+			json_decref(o);
+			bs->finished = true;
+			return false;
+		}
+		json_decref(o);
+	}
+	if (!buf)
+		return false;
+	bs->line = buf;
+	bs->line_len = len;
+	bs->line_off = 0;
+	return true;
+}
+
+/* Make the next line(s) of the stream; false at the end. */
 static bool batch_next_line(struct batch_stream *bs)
 {
 	json_t *o = NULL;
-	struct agent_sign_job *job = NULL;
-	char *sello = NULL;
-	int rc;
 
 	if (!bs->header_sent) {
 		bs->header_sent = true;
@@ -1140,59 +1301,11 @@ static bool batch_next_line(struct batch_stream *bs)
 	} else if (bs->paused) {
 		o = batch_wait_resume(bs);
 	} else if (bs->next < bs->n && !bs->stop_code) {
-		struct batch_item *it = &bs->items[bs->next];
-
-		job = calloc(1, sizeof(*job));
-		if (!job) {
-			bs->stop_code = "out-of-memory";
-			return batch_next_line(bs);
-		}
-		job->caller = &bs->caller;
-		job->approval = &it->ap;
-		job->cadena = it->cadena;
-		job->cadena_len = it->cadena_len;
-		job->cadena_sha256 = it->sha;
-		job->client_fd = -1;
-		job->batch = &bs->b;
-		rc = agent_sign_one(bs->agent, job);
-		if (!rc)
-			rc = fm_base64_encode(job->sig, job->sig_len, &sello);
-		/* token-removed pauses even when the token is already back (a quick
-		 * re-plug or a reset): the resume asks for a new login. A missing
-		 * key pauses only when its token is gone too. */
-		if ((rc == FIRMANTE_E_TOKEN_REMOVED ||
-		     (rc == FIRMANTE_E_KEY_NOT_FOUND && !batch_token_present(bs))) &&
-		    (o = batch_pause(bs)) != NULL) {
-			/* The same item is signed again once the token is back. */
-			agent_log("uid=%lu %s item %zu/%zu folioControl=%s -> %s (paused)",
-				  (unsigned long)bs->caller.uid, bs->b.id, bs->next + 1, bs->n,
-				  rq_folio(it), firmante_err_code(rc));
-			fm_wipe(job, sizeof(*job));
-			free(job);
-			goto emit;
-		}
-		if (rc) {
-			o = json_pack("{s:I, s:s, s:{s:s, s:i, s:s}}", "index", (json_int_t)bs->next,
-				      "id", it->rid, "problem", "code", firmante_err_code(rc), "status",
-				      firmante_err_http_status(rc), "detail",
-				      job->detail[0] ? job->detail : firmante_err_title(rc));
-			bs->stop_code = firmante_err_code(rc);
-		} else {
-			o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:I, s:s}", "index",
-				      (json_int_t)bs->next, "id", it->rid, "sello", sello,
-				      "certificadoResponsable", bs->cert_b64,
-				      "noCertificadoResponsable", bs->id->cert.no_certificado,
-				      "curp", bs->id->cert.curp, "firmanteIndex", (json_int_t)it->idx,
-				      "cadenaSha256", it->sha);
-			bs->signed_count++;
-		}
-		agent_log("uid=%lu %s item %zu/%zu folioControl=%s -> %s",
-			  (unsigned long)bs->caller.uid, bs->b.id, bs->next + 1, bs->n,
-			  rq_folio(it), rc ? firmante_err_code(rc) : "signed");
-		bs->next++;
-		fm_wipe(job, sizeof(*job));
-		free(job);
-		free(sello);
+		if (batch_sign_group(bs))
+			return true;
+		if (bs->finished)
+			return false;
+		return batch_next_line(bs);
 	} else if (!bs->finished) {
 		bs->finished = true;
 		o = json_pack("{s:b, s:I, s:I, s:s}", "done", 1, "signed", (json_int_t)bs->signed_count,
@@ -1201,7 +1314,6 @@ static bool batch_next_line(struct batch_stream *bs)
 	} else {
 		return false;
 	}
-emit:
 	if (!o) {
 		bs->finished = true;
 		return false;

@@ -102,24 +102,76 @@ static int pin_cb(void *data, const struct fp11_token_info *tok, bool context_sp
 	return rc;
 }
 
+/*
+ * Public keys of the certificates signed with, parsed once: a certificate
+ * (DER, compared byte for byte) maps to its RSA key. A few signers per
+ * agent at most; the oldest entry makes room.
+ */
+#define PUBKEY_CACHE 8
+static struct {
+	uint8_t *der;
+	size_t len;
+	EVP_PKEY *pk;
+} pubkeys[PUBKEY_CACHE];
+static size_t pubkeys_next;
+static pthread_mutex_t pubkeys_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The RSA key of certificate @der (a new reference), or NULL with *@rc. */
+static EVP_PKEY *cert_pubkey(const uint8_t *der, size_t der_len, int *rc)
+{
+	const unsigned char *p = der;
+	EVP_PKEY *pk = NULL;
+	X509 *x;
+	uint8_t *copy;
+
+	pthread_mutex_lock(&pubkeys_lock);
+	for (size_t i = 0; i < PUBKEY_CACHE && !pk; i++)
+		if (pubkeys[i].pk && pubkeys[i].len == der_len &&
+		    memcmp(pubkeys[i].der, der, der_len) == 0 && EVP_PKEY_up_ref(pubkeys[i].pk))
+			pk = pubkeys[i].pk;
+	pthread_mutex_unlock(&pubkeys_lock);
+	if (pk)
+		return pk;
+	x = d2i_X509(NULL, &p, (long)der_len);
+	if (!x) {
+		*rc = FIRMANTE_E_CERT_INVALID;
+		return NULL;
+	}
+	pk = X509_get_pubkey(x);
+	X509_free(x);
+	if (!pk || EVP_PKEY_get_base_id(pk) != EVP_PKEY_RSA) {
+		EVP_PKEY_free(pk);
+		*rc = FIRMANTE_E_TOKEN;
+		return NULL;
+	}
+	copy = malloc(der_len ? der_len : 1);
+	if (copy && EVP_PKEY_up_ref(pk)) {
+		memcpy(copy, der, der_len);
+		pthread_mutex_lock(&pubkeys_lock);
+		size_t i = pubkeys_next++ % PUBKEY_CACHE;
+		free(pubkeys[i].der);
+		EVP_PKEY_free(pubkeys[i].pk);
+		pubkeys[i].der = copy;
+		pubkeys[i].len = der_len;
+		pubkeys[i].pk = pk;
+		pthread_mutex_unlock(&pubkeys_lock);
+	} else {
+		free(copy);
+	}
+	return pk;
+}
+
 /* RSASSA-PKCS1-v1_5 SHA-256 check of @sig over @data with the certificate's key. */
 static int verify_sello(const uint8_t *der, size_t der_len, const char *data, size_t len,
 			const uint8_t *sig, size_t sig_len)
 {
-	const unsigned char *p = der;
-	X509 *x = NULL;
 	EVP_MD_CTX *md = NULL;
 	EVP_PKEY *pk;
 	int rc = FIRMANTE_E_TOKEN;
 
-	x = d2i_X509(NULL, &p, (long)der_len);
-	if (!x) {
-		rc = FIRMANTE_E_CERT_INVALID;
-		goto out;
-	}
-	pk = X509_get0_pubkey(x);
-	if (!pk || EVP_PKEY_get_base_id(pk) != EVP_PKEY_RSA)
-		goto out;
+	pk = cert_pubkey(der, der_len, &rc);
+	if (!pk)
+		return rc;
 	md = EVP_MD_CTX_new();
 	if (!md) {
 		rc = FIRMANTE_E_NOMEM;
@@ -132,7 +184,7 @@ static int verify_sello(const uint8_t *der, size_t der_len, const char *data, si
 	rc = 0;
 out:
 	EVP_MD_CTX_free(md);
-	X509_free(x);
+	EVP_PKEY_free(pk);
 	return rc;
 }
 
@@ -180,6 +232,7 @@ int agent_sign_one(struct agent *a, struct agent_sign_job *job)
 	agent_pinentry *pe = NULL;
 	struct pin_src ps;
 	const char *decision = "none";
+	char owner[FP11_OWNER_MAX];
 	bool locked = false, reserved = false;
 	size_t sig_len = sizeof(job->sig);
 	int rc = 0, arc;
@@ -213,17 +266,23 @@ int agent_sign_one(struct agent *a, struct agent_sign_job *job)
 		}
 		reserved = true;
 		ps.pol = pol;
+		/* The policy's PIN comes from a root-only file at every login
+		 * anyway: its login is kept (until another caller's request). */
+		snprintf(owner, sizeof(owner), "policy:%s", pol->name);
 		/* Unattended: a token in "final try" state is never tried. */
-		rc = agent_token_sign(a->p11, id, pin_cb, &ps, false, (const uint8_t *)job->cadena,
-			       job->cadena_len, job->sig, &sig_len);
+		rc = agent_token_sign_as(a->p11, id, owner, pin_cb, &ps, false,
+					 (const uint8_t *)job->cadena, job->cadena_len, job->sig,
+					 &sig_len);
 	} else if (job->batch) {
 		/* An item of a batch the holder approved (agent_approve_batch). */
 		decision = "approved-batch";
 		ps.batch = job->batch;
-		rc = agent_token_sign(a->p11, id, pin_cb, &ps,
-				      id->token.user_pin_final_try && !job->batch->have_pin,
-				      (const uint8_t *)job->cadena, job->cadena_len, job->sig,
-				      &sig_len);
+		/* The holder approved the batch and gave one PIN: the login is
+		 * kept until the batch ends (agent_batch_end). */
+		rc = agent_token_sign_as(a->p11, id, job->batch->id, pin_cb, &ps,
+					 id->token.user_pin_final_try && !job->batch->have_pin,
+					 (const uint8_t *)job->cadena, job->cadena_len, job->sig,
+					 &sig_len);
 		if (rc == FIRMANTE_E_PIN_INCORRECT || rc == FIRMANTE_E_PIN_LOCKED) {
 			fm_wipe(job->batch->pin, sizeof(job->batch->pin));
 			job->batch->have_pin = false;
@@ -234,11 +293,22 @@ int agent_sign_one(struct agent *a, struct agent_sign_job *job)
 			goto out;
 		ps.pe = pe;
 		pe = NULL; /* ps owns it now */
+		/* With a live PIN-cache entry (the holder's opt-in) the login is
+		 * kept as long as the entry lives; else it ends with the request. */
+		bool cached = agent_pincache_owner(&id->token, owner, sizeof(owner));
 		/* The confirmation showed the "final try" warning: approving it
 		 * is the holder's explicit confirmation. */
-		rc = agent_token_sign(a->p11, id, pin_cb, &ps, id->token.user_pin_final_try,
-				      (const uint8_t *)job->cadena, job->cadena_len, job->sig,
-				      &sig_len);
+		rc = agent_token_sign_as(a->p11, id, cached ? owner : NULL, pin_cb, &ps,
+					 id->token.user_pin_final_try, (const uint8_t *)job->cadena,
+					 job->cadena_len, job->sig, &sig_len);
+		/* The entry may have been wiped while the token signed. */
+		if (cached) {
+			char now[FP11_OWNER_MAX];
+
+			if (!agent_pincache_owner(&id->token, now, sizeof(now)) ||
+			    strcmp(now, owner) != 0)
+				fp11_drop_login(a->p11, &id->token, owner);
+		}
 		/* The PIN cache (opt-in per token) keeps only a PIN the token took. */
 		if (!rc && ps.fresh[0])
 			agent_pincache_put(&id->token, ps.fresh);
@@ -292,7 +362,8 @@ out:
 	rec.decision = decision;
 	rec.batch = job->batch ? job->batch->id : NULL;
 	rec.result = rc ? firmante_err_code(rc) : "signed";
-	arc = agent_audit_append(a->audit, &rec);
+	arc = job->defer_audit_sync && !rc ? agent_audit_append_deferred(a->audit, &rec) :
+	      agent_audit_append(a->audit, &rec);
 	if (arc && !rc) {
 		/* No trace, no signature. */
 		snprintf(job->detail, sizeof(job->detail),
@@ -375,6 +446,7 @@ int agent_approve_batch(struct agent *a, const struct agent_caller *caller,
 	int rc = 0;
 
 	memset(b, 0, sizeof(*b));
+	b->token = id->token;
 	pthread_mutex_lock(&seq_lock);
 	snprintf(b->id, sizeof(b->id), "batch-%ld-%lu", (long)a->started, ++batch_seq);
 	pthread_mutex_unlock(&seq_lock);
@@ -444,6 +516,9 @@ void agent_batch_end(struct agent *a, const struct agent_caller *caller, struct 
 	b->pe = NULL;
 	fm_wipe(b->pin, sizeof(b->pin));
 	b->have_pin = false;
+	/* The login the holder gave for this batch ends with it. */
+	if (!b->unattended)
+		fp11_drop_login(a->p11, &b->token, b->id);
 	snprintf(res, sizeof(res), "%s: %zu of %zu signed", result, signed_count, total);
 	memset(&rec, 0, sizeof(rec));
 	rec.event = "sign-batch-end";

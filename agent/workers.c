@@ -310,6 +310,7 @@ void agent_worker_dialog_end(void)
 struct sign_arg {
 	fp11_ctx *ctx;
 	struct fp11_identity id;   /* cert_der owned */
+	char owner[FP11_OWNER_MAX]; /* "" : no kept login */
 	fp11_pin_cb pin_cb;
 	void *pin_cb_data;
 	bool allow_final_try;
@@ -348,22 +349,35 @@ static int sign_run(void *p)
 {
 	struct sign_arg *a = p;
 
-	return fp11_sign(a->ctx, &a->id, a->pin_cb ? sign_pin : NULL, a, a->allow_final_try,
-			 a->data, a->len, a->sig, &a->sig_len);
+	return fp11_sign_as(a->ctx, &a->id, a->owner[0] ? a->owner : NULL,
+			    a->pin_cb ? sign_pin : NULL, a, a->allow_final_try, a->data, a->len,
+			    a->sig, &a->sig_len);
 }
 
 int agent_token_sign(fp11_ctx *ctx, const struct fp11_identity *id, fp11_pin_cb pin_cb,
 		     void *pin_cb_data, bool allow_final_try, const uint8_t *data, size_t len,
 		     uint8_t *sig, size_t *sig_len)
 {
+	return agent_token_sign_as(ctx, id, NULL, pin_cb, pin_cb_data, allow_final_try, data, len,
+				   sig, sig_len);
+}
+
+int agent_token_sign_as(fp11_ctx *ctx, const struct fp11_identity *id, const char *login_owner,
+			fp11_pin_cb pin_cb, void *pin_cb_data, bool allow_final_try,
+			const uint8_t *data, size_t len, uint8_t *sig, size_t *sig_len)
+{
 	struct sign_arg *a = NULL;
 	int rc;
 
 	if (!ctx || !id || !sig || !sig_len || (!data && len))
 		return FIRMANTE_E_BAD_REQUEST;
+	if (login_owner && (!login_owner[0] || strlen(login_owner) >= FP11_OWNER_MAX))
+		return FIRMANTE_E_BAD_REQUEST;
 	a = calloc(1, sizeof(*a));
 	if (!a)
 		return FIRMANTE_E_NOMEM;
+	if (login_owner)
+		memcpy(a->owner, login_owner, strlen(login_owner) + 1);
 	a->ctx = ctx;
 	a->id = *id;
 	a->id.cert_der = NULL;

@@ -81,6 +81,18 @@ int agent_token_sign(fp11_ctx *ctx, const struct fp11_identity *id, fp11_pin_cb 
 		     void *pin_cb_data, bool allow_final_try, const uint8_t *data, size_t len,
 		     uint8_t *sig, size_t *sig_len);
 
+/*
+ * agent_token_sign_as - fp11_sign_as() on the token's worker: as
+ * agent_token_sign(), and the token's login is kept for @login_owner
+ * (NULL: logged out before return; see fp11_sign_as() in
+ * include/firmante/token.h for the rule). @login_owner is copied.
+ * Errors as agent_token_sign(); FIRMANTE_E_BAD_REQUEST also for an empty
+ * or too long (FP11_OWNER_MAX) @login_owner.
+ */
+int agent_token_sign_as(fp11_ctx *ctx, const struct fp11_identity *id, const char *login_owner,
+			fp11_pin_cb pin_cb, void *pin_cb_data, bool allow_final_try,
+			const uint8_t *data, size_t len, uint8_t *sig, size_t *sig_len);
+
 /* Workers abandoned so far, and those of them still waiting for their token. */
 void agent_workers_stats(unsigned long *abandoned_total, unsigned *hung_now);
 

@@ -25,7 +25,9 @@ struct token_ref {
 	struct fp11_token_info info;
 };
 
-/* Every initialised token present now (see token.c); @out freed with free(). */
+/* Every initialised token present now (see token.c); @out freed with free().
+ * Also forgets the identity cache: the caller (import.c) may be about to
+ * write objects. */
 int fp11_enum_tokens(fp11_ctx *ctx, struct token_ref **out, size_t *n);
 
 /* CK_RV -> negative firmante error. */

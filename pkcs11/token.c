@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
@@ -45,11 +46,52 @@
 #define MAX_TOKEN_LOCKS 64    /* distinct tokens with their own signing lock */
 
 
-/* The signing lock of one token (by manufacturer, model, serial, label). */
+#define MAX_KEY_HANDLES 16    /* key handles remembered per kept session */
+#define ID_CACHE_LIST_AGE 5   /* seconds fp11_list_identities() trusts the cache */
+
+/* A private key found on the kept session (handles are valid for the
+ * session that found them while the object stays accessible, §5.7). */
+struct key_handle {
+	uint8_t id[64];
+	size_t id_len;
+	char label[128];     /* "" when the search was by CKA_ID only */
+	CK_OBJECT_HANDLE h;
+	bool always_auth;
+};
+
+/*
+ * The signing lock of one token (by manufacturer, model, serial, label),
+ * and the token's kept session. Everything below @m is guarded by @m,
+ * except the drop_* members, guarded by the context's lock.
+ */
 struct token_lock {
 	bool used;
 	char manufacturer[33], model[17], serial[17], label[33];
 	pthread_mutex_t m;
+	struct module *mod;          /* where the token was last seen */
+	CK_SLOT_ID slot;
+	bool have_slot;
+	CK_SESSION_HANDLE s;         /* kept session, CK_INVALID_HANDLE: none */
+	bool mechs_known, sha256_rsa, rsa;
+	unsigned long mechs_gen;     /* the identity cache generation they were read in */
+	bool logged_in;              /* we logged in and have not logged out */
+	char owner[FP11_OWNER_MAX];  /* whom the login belongs to */
+	struct key_handle keys[MAX_KEY_HANDLES];
+	size_t n_keys;
+	bool drop_pending;           /* fp11_drop_login() while the token was busy */
+	char drop_owner[FP11_OWNER_MAX];
+	bool drop_any;
+};
+
+/* Identities read from the tokens, kept until a slot change or a miss. */
+struct id_cache {
+	struct fp11_identity *v;
+	size_t n;
+	struct token_ref *toks;      /* the tokens they were read from */
+	size_t nt;
+	bool valid;
+	unsigned long gen;           /* bumped by every invalidation */
+	struct timespec when;        /* CLOCK_MONOTONIC of the scan */
 };
 
 struct fp11_ctx {
@@ -57,11 +99,12 @@ struct fp11_ctx {
 	 * PKCS#11 call, so a slow or hung token cannot block the others. */
 	pthread_mutex_t lock;
 	struct token_lock tok_locks[MAX_TOKEN_LOCKS];
-	pthread_mutex_t overflow_lock; /* tokens beyond MAX_TOKEN_LOCKS share it */
+	struct token_lock overflow;    /* tokens beyond MAX_TOKEN_LOCKS share it */
 	CK_FUNCTION_LIST **registered; /* p11_kit_modules_load_and_initialize() */
 	struct module *mods;
 	size_t n_mods;
 	bool hash_in_software; /* fp11_set_hash_in_software() */
+	struct id_cache ids;   /* guarded by lock */
 };
 
 
@@ -199,6 +242,8 @@ out:
 	return rc;
 }
 
+static void id_cache_check_tokens(fp11_ctx *ctx, const struct token_ref *toks, size_t nt);
+
 /* ------------------------------------------------------------------ */
 /* Modules */
 
@@ -234,7 +279,7 @@ int fp11_open(const struct fp11_config *cfg, fp11_ctx **out)
 		free(ctx);
 		return FIRMANTE_E_INTERNAL;
 	}
-	if (pthread_mutex_init(&ctx->overflow_lock, NULL) != 0) {
+	if (pthread_mutex_init(&ctx->overflow.m, NULL) != 0) {
 		pthread_mutex_destroy(&ctx->lock);
 		free(ctx);
 		return FIRMANTE_E_INTERNAL;
@@ -289,7 +334,7 @@ int fp11_open(const struct fp11_config *cfg, fp11_ctx **out)
 out:
 	if (ctx) {
 		ctx_free_modules(ctx);
-		pthread_mutex_destroy(&ctx->overflow_lock);
+		pthread_mutex_destroy(&ctx->overflow.m);
 		pthread_mutex_destroy(&ctx->lock);
 		free(ctx);
 	}
@@ -301,12 +346,25 @@ void fp11_close(fp11_ctx *ctx)
 	if (!ctx)
 		return;
 	pthread_mutex_lock(&ctx->lock);
+	/* Kept sessions: log out (nothing stays logged in after us) and close. */
+	for (size_t i = 0; i < MAX_TOKEN_LOCKS; i++) {
+		struct token_lock *l = &ctx->tok_locks[i];
+
+		if (!l->used || l->s == CK_INVALID_HANDLE || !l->mod)
+			continue;
+		if (l->logged_in)
+			l->mod->funcs->C_Logout(l->s);
+		l->mod->funcs->C_CloseSession(l->s);
+		l->s = CK_INVALID_HANDLE;
+	}
 	ctx_free_modules(ctx);
 	for (size_t i = 0; i < MAX_TOKEN_LOCKS; i++)
 		if (ctx->tok_locks[i].used)
 			pthread_mutex_destroy(&ctx->tok_locks[i].m);
+	fp11_identities_free(ctx->ids.v, ctx->ids.n);
+	free(ctx->ids.toks);
 	pthread_mutex_unlock(&ctx->lock);
-	pthread_mutex_destroy(&ctx->overflow_lock);
+	pthread_mutex_destroy(&ctx->overflow.m);
 	pthread_mutex_destroy(&ctx->lock);
 	free(ctx);
 }
@@ -427,6 +485,7 @@ int fp11_list_tokens(fp11_ctx *ctx, struct fp11_token_info **out, size_t *n)
 	rc = enum_tokens(ctx, &toks, &nt);
 	if (rc != 0)
 		return rc;
+	id_cache_check_tokens(ctx, toks, nt);
 	struct fp11_token_info *arr = calloc(nt ? nt : 1, sizeof(*arr));
 	if (!arr) {
 		free(toks);
@@ -888,8 +947,11 @@ void fp11_identities_free(struct fp11_identity *ids, size_t n)
 	free(ids);
 }
 
-/* No lock is held: modules are initialised for multi-threaded use by p11-kit. */
-static int list_identities_locked(fp11_ctx *ctx, struct fp11_identity **out, size_t *n)
+/* Every identity of every present token, and the tokens they were read
+ * from (@toks, may be NULL). No lock is held: modules are initialised for
+ * multi-threaded use by p11-kit. */
+static int scan_identities(fp11_ctx *ctx, struct fp11_identity **out, size_t *n,
+			   struct token_ref **toks_out, size_t *nt_out)
 {
 	struct token_ref *toks = NULL;
 	size_t nt = 0;
@@ -913,6 +975,11 @@ static int list_identities_locked(fp11_ctx *ctx, struct fp11_identity **out, siz
 	*n = l.n;
 	l.v = NULL;
 	l.n = 0;
+	if (toks_out) {
+		*toks_out = toks;
+		*nt_out = nt;
+		toks = NULL;
+	}
 	rc = 0;
 out:
 	fp11_identities_free(l.v, l.n);
@@ -920,11 +987,168 @@ out:
 	return rc;
 }
 
+/* A deep copy of @n identities (certificate DER included). */
+static int ids_copy(const struct fp11_identity *src, size_t n, struct fp11_identity **out)
+{
+	struct fp11_identity *v = calloc(n ? n : 1, sizeof(*v));
+
+	if (!v)
+		return FIRMANTE_E_NOMEM;
+	for (size_t i = 0; i < n; i++) {
+		v[i] = src[i];
+		v[i].cert_der = NULL;
+		if (src[i].cert_der && src[i].cert_len) {
+			v[i].cert_der = malloc(src[i].cert_len);
+			if (!v[i].cert_der) {
+				fp11_identities_free(v, i);
+				return FIRMANTE_E_NOMEM;
+			}
+			memcpy(v[i].cert_der, src[i].cert_der, src[i].cert_len);
+		}
+	}
+	*out = v;
+	return 0;
+}
+
+/* Caller holds ctx->lock. */
+static void id_cache_drop(fp11_ctx *ctx)
+{
+	fp11_identities_free(ctx->ids.v, ctx->ids.n);
+	free(ctx->ids.toks);
+	ctx->ids.v = NULL;
+	ctx->ids.toks = NULL;
+	ctx->ids.n = ctx->ids.nt = 0;
+	ctx->ids.valid = false;
+	ctx->ids.gen++;
+}
+
+/*
+ * Scan the tokens and keep the result as the identity cache (unless the
+ * cache was invalidated during the scan: then the result is used once but
+ * not kept). On success *@out is a copy for the caller.
+ */
+static int id_cache_refresh(fp11_ctx *ctx, struct fp11_identity **out, size_t *n)
+{
+	struct fp11_identity *v = NULL;
+	struct token_ref *toks = NULL;
+	size_t nv = 0, nt = 0;
+	unsigned long gen;
+	int rc;
+
+	pthread_mutex_lock(&ctx->lock);
+	gen = ctx->ids.gen;
+	pthread_mutex_unlock(&ctx->lock);
+	rc = scan_identities(ctx, &v, &nv, &toks, &nt);
+	if (rc != 0)
+		return rc;
+	rc = ids_copy(v, nv, out);
+	if (rc != 0) {
+		fp11_identities_free(v, nv);
+		free(toks);
+		return rc;
+	}
+	*n = nv;
+	pthread_mutex_lock(&ctx->lock);
+	if (ctx->ids.gen == gen) {
+		fp11_identities_free(ctx->ids.v, ctx->ids.n);
+		free(ctx->ids.toks);
+		ctx->ids.v = v;
+		ctx->ids.n = nv;
+		ctx->ids.toks = toks;
+		ctx->ids.nt = nt;
+		ctx->ids.valid = true;
+		clock_gettime(CLOCK_MONOTONIC, &ctx->ids.when);
+		v = NULL;
+		toks = NULL;
+	}
+	pthread_mutex_unlock(&ctx->lock);
+	fp11_identities_free(v, nv);
+	free(toks);
+	return 0;
+}
+
+/* A copy of the cache when it is valid (and, with @max_age > 0, younger
+ * than @max_age seconds). Returns 0, 1 (no usable cache), FIRMANTE_E_NOMEM. */
+static int id_cache_get(fp11_ctx *ctx, long max_age, struct fp11_identity **out, size_t *n)
+{
+	int rc = 1;
+
+	pthread_mutex_lock(&ctx->lock);
+	if (ctx->ids.valid) {
+		struct timespec now;
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (max_age <= 0 || now.tv_sec - ctx->ids.when.tv_sec < max_age) {
+			rc = ids_copy(ctx->ids.v, ctx->ids.n, out);
+			if (rc == 0)
+				*n = ctx->ids.n;
+		}
+	}
+	pthread_mutex_unlock(&ctx->lock);
+	return rc;
+}
+
+/* The tokens listed now differ from those the cache was read from (a
+ * token left or arrived, or came back under another slot id). */
+static void id_cache_check_tokens(fp11_ctx *ctx, const struct token_ref *toks, size_t nt)
+{
+	pthread_mutex_lock(&ctx->lock);
+	if (ctx->ids.valid) {
+		bool same = ctx->ids.nt == nt;
+
+		for (size_t i = 0; i < nt && same; i++)
+			same = ctx->ids.toks[i].mod == toks[i].mod &&
+			       ctx->ids.toks[i].slot == toks[i].slot &&
+			       same_token(&ctx->ids.toks[i].info, &toks[i].info);
+		if (!same)
+			id_cache_drop(ctx);
+	}
+	pthread_mutex_unlock(&ctx->lock);
+}
+
+void fp11_tokens_changed(fp11_ctx *ctx)
+{
+	if (!ctx)
+		return;
+	pthread_mutex_lock(&ctx->lock);
+	id_cache_drop(ctx);
+	pthread_mutex_unlock(&ctx->lock);
+}
+
 int fp11_list_identities(fp11_ctx *ctx, struct fp11_identity **out, size_t *n)
 {
+	int rc;
+
 	if (!ctx || !out || !n)
 		return FIRMANTE_E_BAD_REQUEST;
-	return list_identities_locked(ctx, out, n);
+	rc = id_cache_get(ctx, ID_CACHE_LIST_AGE, out, n);
+	if (rc <= 0)
+		return rc;
+	return id_cache_refresh(ctx, out, n);
+}
+
+/* The identities of @ids matching @u: how many, and the last one's index. */
+static size_t uri_matches(P11KitUri *u, const struct fp11_identity *ids, size_t n, size_t *which)
+{
+	size_t found = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		CK_TOKEN_INFO raw;
+		CK_OBJECT_CLASS priv = CKO_PRIVATE_KEY;
+		raw_from_info(&ids[i].token, &raw);
+		if (!p11_kit_uri_match_token_info(u, &raw))
+			continue;
+		CK_ATTRIBUTE attrs[] = {
+			{ CKA_CLASS, &priv, sizeof(priv) },
+			{ CKA_ID, (void *)ids[i].id, ids[i].id_len },
+			{ CKA_LABEL, (void *)ids[i].key_label, strlen(ids[i].key_label) },
+		};
+		if (!p11_kit_uri_match_attributes(u, attrs, 3))
+			continue;
+		found++;
+		*which = i;
+	}
+	return found;
 }
 
 int fp11_find_identity(fp11_ctx *ctx, const char *uri, struct fp11_identity **out)
@@ -954,24 +1178,23 @@ int fp11_find_identity(fp11_ctx *ctx, const char *uri, struct fp11_identity **ou
 		rc = FIRMANTE_E_KEY_NOT_FOUND;
 		goto out;
 	}
-	rc = list_identities_locked(ctx, &ids, &n);
-	if (rc != 0)
+	/* The cache first; a miss (or an ambiguous match) rescans once. */
+	rc = id_cache_get(ctx, 0, &ids, &n);
+	if (rc < 0)
 		goto out;
-	for (size_t i = 0; i < n; i++) {
-		CK_TOKEN_INFO raw;
-		CK_OBJECT_CLASS priv = CKO_PRIVATE_KEY;
-		raw_from_info(&ids[i].token, &raw);
-		if (!p11_kit_uri_match_token_info(u, &raw))
-			continue;
-		CK_ATTRIBUTE attrs[] = {
-			{ CKA_CLASS, &priv, sizeof(priv) },
-			{ CKA_ID, ids[i].id, ids[i].id_len },
-			{ CKA_LABEL, ids[i].key_label, strlen(ids[i].key_label) },
-		};
-		if (!p11_kit_uri_match_attributes(u, attrs, 3))
-			continue;
-		found++;
-		which = i;
+	if (rc == 0)
+		found = uri_matches(u, ids, n, &which);
+	if (rc == 1 || found != 1) {
+		fp11_identities_free(ids, n);
+		ids = NULL;
+		n = 0;
+		rc = id_cache_refresh(ctx, &ids, &n);
+		if (rc != 0) {
+			ids = NULL;
+			n = 0;
+			goto out;
+		}
+		found = uri_matches(u, ids, n, &which);
 	}
 	if (found != 1) {
 		rc = FIRMANTE_E_KEY_NOT_FOUND;
@@ -996,14 +1219,15 @@ out:
 /* Signing */
 
 /*
- * The signing lock of the token @tok: logins are per token (PKCS#11 v2.40
- * §5.6), so signatures on one token run one at a time, while different
- * tokens sign in parallel. Entries are never removed (a token that comes
- * back finds its lock again).
+ * The signing lock and kept session of the token @tok: logins are per
+ * token (PKCS#11 v2.40 §5.6), so signatures on one token run one at a
+ * time, while different tokens sign in parallel. Entries are never
+ * removed (a token that comes back finds its entry again). Tokens beyond
+ * MAX_TOKEN_LOCKS share one entry that keeps nothing between calls.
  */
-static pthread_mutex_t *token_lock(fp11_ctx *ctx, const struct fp11_token_info *tok)
+static struct token_lock *token_lock(fp11_ctx *ctx, const struct fp11_token_info *tok)
 {
-	pthread_mutex_t *m = &ctx->overflow_lock;
+	struct token_lock *tl = &ctx->overflow;
 	struct token_lock *free_slot = NULL;
 
 	pthread_mutex_lock(&ctx->lock);
@@ -1017,22 +1241,22 @@ static pthread_mutex_t *token_lock(fp11_ctx *ctx, const struct fp11_token_info *
 		if (strcmp(l->manufacturer, tok->manufacturer) == 0 &&
 		    strcmp(l->model, tok->model) == 0 && strcmp(l->serial, tok->serial) == 0 &&
 		    strcmp(l->label, tok->label) == 0) {
-			m = &l->m;
-			free_slot = NULL;
+			tl = l;
 			goto out;
 		}
 	}
 	if (free_slot && pthread_mutex_init(&free_slot->m, NULL) == 0) {
 		free_slot->used = true;
+		free_slot->s = CK_INVALID_HANDLE;
 		snprintf(free_slot->manufacturer, sizeof(free_slot->manufacturer), "%s", tok->manufacturer);
 		snprintf(free_slot->model, sizeof(free_slot->model), "%s", tok->model);
 		snprintf(free_slot->serial, sizeof(free_slot->serial), "%s", tok->serial);
 		snprintf(free_slot->label, sizeof(free_slot->label), "%s", tok->label);
-		m = &free_slot->m;
+		tl = free_slot;
 	}
 out:
 	pthread_mutex_unlock(&ctx->lock);
-	return m;
+	return tl;
 }
 
 /* DER prefix of a SHA-256 DigestInfo (RFC 8017 §9.2, note 1). */
@@ -1070,97 +1294,296 @@ static int do_login(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, CK_USER_TYPE user,
 	return map_rv(rv);
 }
 
-/*
- * One signing attempt; the caller holds the token's signing lock. *@asked tells whether the
- * holder was asked for a PIN (callback or PIN pad) during this attempt.
- */
-static int sign_once(fp11_ctx *ctx, const struct fp11_identity *id, fp11_pin_cb pin_cb,
-		     void *pin_cb_data, bool allow_final_try, const uint8_t *data, size_t len,
-		     uint8_t *sig, size_t *sig_len, bool *asked)
+/* The session (or the token under it) is gone: a card reset, a removal. */
+static bool session_lost(CK_RV rv)
 {
-	int rc;
+	return rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED ||
+	       rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_PRESENT ||
+	       rv == CKR_USER_NOT_LOGGED_IN;
+}
+
+/* Forget the kept session; @close: log out and close it (it still lives).
+ * A lost handle is not closed: the module may have given its number to
+ * another session meanwhile. Caller holds tl->m. */
+static void session_forget(struct token_lock *tl, bool close)
+{
+	if (close && tl->s != CK_INVALID_HANDLE && tl->mod) {
+		if (tl->logged_in)
+			tl->mod->funcs->C_Logout(tl->s);
+		tl->mod->funcs->C_CloseSession(tl->s);
+	}
+	tl->s = CK_INVALID_HANDLE;
+	tl->logged_in = false;
+	tl->owner[0] = '\0';
+	tl->n_keys = 0;
+	tl->mechs_known = false;
+}
+
+/* End the kept login (C_Logout). Caller holds tl->m. Returns the CK_RV. */
+static CK_RV session_logout(struct token_lock *tl)
+{
+	CK_RV rv = CKR_OK;
+
+	if (tl->logged_in && tl->s != CK_INVALID_HANDLE)
+		rv = tl->mod->funcs->C_Logout(tl->s);
+	tl->logged_in = false;
+	tl->owner[0] = '\0';
+	tl->n_keys = 0; /* private key handles may not survive a logout */
+	if (session_lost(rv) && rv != CKR_USER_NOT_LOGGED_IN)
+		session_forget(tl, false);
+	return rv;
+}
+
+/* A logout fp11_drop_login() asked for while the token was busy. Caller holds tl->m. */
+static void apply_drop(fp11_ctx *ctx, struct token_lock *tl)
+{
+	char who[FP11_OWNER_MAX];
+	bool pending, any;
+
+	pthread_mutex_lock(&ctx->lock);
+	pending = tl->drop_pending;
+	any = tl->drop_any;
+	memcpy(who, tl->drop_owner, sizeof(who));
+	tl->drop_pending = false;
+	pthread_mutex_unlock(&ctx->lock);
+	if (pending && tl->logged_in && (any || strcmp(who, tl->owner) == 0))
+		session_logout(tl);
+}
+
+/*
+ * A session on the token of @id for @tl: on the slot where it was last
+ * seen when the same token is still there, else found again by
+ * enumeration (slot ids may change, §5.5). Caller holds tl->m.
+ */
+static int open_session(fp11_ctx *ctx, struct token_lock *tl, const struct fp11_identity *id)
+{
 	struct token_ref *toks = NULL, *t = NULL;
 	size_t nt = 0;
-	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
-	CK_FUNCTION_LIST *f = NULL;
-	bool we_logged_in = false;
-	uint8_t tbs[sizeof(sha256_digestinfo_prefix) + 32];
+	CK_RV rv;
+	int rc;
 
+	session_forget(tl, false);
+	if (tl->have_slot) {
+		struct token_ref r;
+
+		memset(&r, 0, sizeof(r));
+		r.mod = tl->mod;
+		r.slot = tl->slot;
+		if (r.mod->funcs->C_GetTokenInfo(r.slot, &r.raw) == CKR_OK &&
+		    (r.raw.flags & CKF_TOKEN_INITIALIZED)) {
+			fill_token_info(&r);
+			if (same_token(&r.info, &id->token) &&
+			    r.mod->funcs->C_OpenSession(r.slot, CKF_SERIAL_SESSION, NULL, NULL,
+							&tl->s) == CKR_OK)
+				return 0;
+			tl->s = CK_INVALID_HANDLE;
+		}
+		tl->have_slot = false;
+	}
 	rc = enum_tokens(ctx, &toks, &nt);
 	if (rc != 0)
-		goto out;
+		return rc;
 	for (size_t i = 0; i < nt && !t; i++)
 		if (same_token(&toks[i].info, &id->token))
 			t = &toks[i];
 	if (!t) {
-		rc = FIRMANTE_E_TOKEN_REMOVED;
-		goto out;
+		free(toks);
+		return FIRMANTE_E_TOKEN_REMOVED;
 	}
-	f = t->mod->funcs;
-	if (t->info.user_pin_locked) {
-		rc = FIRMANTE_E_PIN_LOCKED;
-		goto out;
+	tl->mod = t->mod;
+	tl->slot = t->slot;
+	tl->have_slot = true;
+	free(toks);
+	rv = tl->mod->funcs->C_OpenSession(tl->slot, CKF_SERIAL_SESSION, NULL, NULL, &tl->s);
+	if (rv != CKR_OK) {
+		tl->s = CK_INVALID_HANDLE;
+		return map_rv(rv);
 	}
+	return 0;
+}
 
-	CK_RV rv = f->C_OpenSession(t->slot, CKF_SERIAL_SESSION, NULL, NULL, &s);
-	if (rv != CKR_OK) {
-		s = CK_INVALID_HANDLE;
-		rc = map_rv(rv);
-		goto out;
-	}
-	CK_SESSION_INFO si;
-	rv = f->C_GetSessionInfo(s, &si);
-	if (rv != CKR_OK) {
-		rc = map_rv(rv);
-		goto out;
-	}
-	bool logged_in = si.state == CKS_RO_USER_FUNCTIONS || si.state == CKS_RW_USER_FUNCTIONS;
-	if (t->info.login_required && !logged_in) {
-		if (t->info.user_pin_final_try && !allow_final_try) {
-			rc = FIRMANTE_E_PIN_FINAL_TRY;
-			goto out;
+/*
+ * The private key of @id on the kept session: remembered, or found by
+ * CKA_ID (and the label when it was visible). Caller holds tl->m.
+ * Sets *@rv_out to the failing CK_RV of a lost session.
+ */
+static int find_key(struct token_lock *tl, const struct fp11_identity *id,
+		    const struct key_handle **out, bool *cached, CK_RV *rv_out)
+{
+	CK_FUNCTION_LIST *f = tl->mod->funcs;
+	const char *label = id->key_visible && id->key_label[0] ? id->key_label : "";
+	struct key_handle *kh;
+
+	*cached = false;
+	if (id->id_len == 0 || id->id_len > sizeof(kh->id))
+		return FIRMANTE_E_KEY_NOT_FOUND;
+	for (size_t i = 0; i < tl->n_keys; i++) {
+		kh = &tl->keys[i];
+		if (kh->id_len == id->id_len && memcmp(kh->id, id->id, id->id_len) == 0 &&
+		    strcmp(kh->label, label) == 0) {
+			*out = kh;
+			*cached = true;
+			return 0;
 		}
-		rc = do_login(f, s, CKU_USER, &t->info, pin_cb, pin_cb_data, asked);
-		if (rc != 0)
-			goto out;
-		we_logged_in = true;
 	}
-
-	/* Find the key again: CKA_ID, and the label when it was visible. */
 	CK_OBJECT_CLASS priv = CKO_PRIVATE_KEY;
 	CK_ATTRIBUTE tmpl[] = {
 		{ CKA_CLASS, &priv, sizeof(priv) },
 		{ CKA_ID, (void *)id->id, id->id_len },
-		{ CKA_LABEL, (void *)id->key_label, strlen(id->key_label) },
+		{ CKA_LABEL, (void *)label, strlen(label) },
 	};
-	CK_ULONG n_tmpl = id->key_visible && id->key_label[0] ? 3 : 2;
 	CK_OBJECT_HANDLE keys[2];
 	CK_ULONG nkeys = 0;
-	rv = f->C_FindObjectsInit(s, tmpl, n_tmpl);
+	CK_RV rv = f->C_FindObjectsInit(tl->s, tmpl, label[0] ? 3 : 2);
 	if (rv == CKR_OK) {
-		rv = f->C_FindObjects(s, keys, 2, &nkeys);
-		f->C_FindObjectsFinal(s);
+		rv = f->C_FindObjects(tl->s, keys, 2, &nkeys);
+		f->C_FindObjectsFinal(tl->s);
 	}
 	if (rv != CKR_OK) {
-		rc = map_rv(rv);
-		goto out;
+		*rv_out = rv;
+		return map_rv(rv);
 	}
-	if (nkeys != 1 || id->id_len == 0) {
-		rc = FIRMANTE_E_KEY_NOT_FOUND;
-		goto out;
+	if (nkeys != 1)
+		return FIRMANTE_E_KEY_NOT_FOUND;
+	/* A key hidden before login: the caller could not check it (token.h). */
+	if (!id->key_visible && (!get_bool(f, tl->s, keys[0], CKA_SENSITIVE, false) ||
+				 get_bool(f, tl->s, keys[0], CKA_EXTRACTABLE, true)))
+		return FIRMANTE_E_KEY_EXTRACTABLE;
+	if (tl->n_keys == MAX_KEY_HANDLES)
+		tl->n_keys = 0;
+	kh = &tl->keys[tl->n_keys++];
+	memset(kh, 0, sizeof(*kh));
+	memcpy(kh->id, id->id, id->id_len);
+	kh->id_len = id->id_len;
+	snprintf(kh->label, sizeof(kh->label), "%s", label);
+	kh->h = keys[0];
+	kh->always_auth = get_bool(f, tl->s, keys[0], CKA_ALWAYS_AUTHENTICATE, false);
+	*out = kh;
+	return 0;
+}
+
+/*
+ * One signing attempt on the token's kept session; the caller holds tl->m.
+ * *@asked: the holder was asked for a PIN (callback or PIN pad) during
+ * this attempt. *@retry: the attempt failed on something that went stale
+ * (a lost session, a key handle or mechanism list no longer valid) before
+ * anything was asked, and may be tried again.
+ */
+/* Why an attempt may be repeated: RETRY_KEPT_LOST: the kept session's
+ * token is no longer in its slot (no session was tried: it does not count
+ * as the one retry of a lost session); RETRY_LOST: a session was lost;
+ * RETRY_STALE: a remembered key handle or mechanism list went stale. */
+enum retry_why { RETRY_NONE, RETRY_KEPT_LOST, RETRY_LOST, RETRY_STALE };
+
+static int sign_once(fp11_ctx *ctx, struct token_lock *tl, const struct fp11_identity *id,
+		     const char *owner, fp11_pin_cb pin_cb, void *pin_cb_data, bool allow_final_try,
+		     const uint8_t *data, size_t len, uint8_t *sig, size_t *sig_len, bool *asked,
+		     enum retry_why *retry)
+{
+	int rc;
+	CK_FUNCTION_LIST *f;
+	CK_RV rv = CKR_OK;
+	bool op_active = false, cached_key = false, cached_mechs = true;
+	const struct key_handle *kh = NULL;
+	uint8_t tbs[sizeof(sha256_digestinfo_prefix) + 32];
+
+	bool kept = tl->s != CK_INVALID_HANDLE;
+
+	*retry = RETRY_NONE;
+	if (!kept) {
+		rc = open_session(ctx, tl, id);
+		if (rc != 0)
+			return rc;
 	}
-	bool always_auth = get_bool(f, s, keys[0], CKA_ALWAYS_AUTHENTICATE, false);
-	if (!id->key_visible && (!get_bool(f, s, keys[0], CKA_SENSITIVE, false) ||
-				 get_bool(f, s, keys[0], CKA_EXTRACTABLE, true))) {
-		rc = FIRMANTE_E_KEY_EXTRACTABLE;
-		goto out;
+	f = tl->mod->funcs;
+
+	/* Another owner's login ends before this request's begins. */
+	if (tl->logged_in && !(owner && strcmp(tl->owner, owner) == 0)) {
+		rv = session_logout(tl);
+		if (tl->s == CK_INVALID_HANDLE)
+			goto lost;
+	}
+	if (!tl->logged_in) {
+		struct token_ref t;
+
+		memset(&t, 0, sizeof(t));
+		t.mod = tl->mod;
+		t.slot = tl->slot;
+		/* Fresh flags: PIN locked, final try, login required. */
+		rv = f->C_GetTokenInfo(tl->slot, &t.raw);
+		if (rv == CKR_OK)
+			fill_token_info(&t);
+		if (rv == CKR_OK ? !same_token(&t.info, &id->token) :
+		    session_lost(rv) || rv == CKR_SLOT_ID_INVALID) {
+			/* The token is not (or no longer) in that slot: found
+			 * again by enumeration; no session was tried yet. */
+			session_forget(tl, false);
+			tl->have_slot = false;
+			*retry = kept ? RETRY_KEPT_LOST : RETRY_LOST;
+			rc = FIRMANTE_E_TOKEN_REMOVED;
+			goto out;
+		}
+		if (rv != CKR_OK) {
+			rc = map_rv(rv);
+			goto out;
+		}
+		if (t.info.user_pin_locked) {
+			rc = FIRMANTE_E_PIN_LOCKED;
+			goto out;
+		}
+		if (t.info.login_required) {
+			CK_SESSION_INFO si;
+
+			/* The session still lives: checked before the holder is asked. */
+			rv = f->C_GetSessionInfo(tl->s, &si);
+			if (rv != CKR_OK) {
+				if (session_lost(rv))
+					goto lost;
+				rc = map_rv(rv);
+				goto out;
+			}
+			if (si.state != CKS_RO_USER_FUNCTIONS && si.state != CKS_RW_USER_FUNCTIONS) {
+				if (t.info.user_pin_final_try && !allow_final_try) {
+					rc = FIRMANTE_E_PIN_FINAL_TRY;
+					goto out;
+				}
+				rc = do_login(f, tl->s, CKU_USER, &t.info, pin_cb, pin_cb_data, asked);
+				if (rc == FIRMANTE_E_TOKEN_REMOVED) {
+					rv = CKR_SESSION_HANDLE_INVALID;
+					goto lost;
+				}
+				if (rc != 0)
+					goto out;
+				tl->logged_in = true;
+				snprintf(tl->owner, sizeof(tl->owner), "%s", owner ? owner : "");
+				tl->n_keys = 0;
+			}
+		}
 	}
 
-	bool sha256_rsa, rsa;
-	token_mechs(t, &sha256_rsa, &rsa);
+	rc = find_key(tl, id, &kh, &cached_key, &rv);
+	if (rc != 0) {
+		if (session_lost(rv))
+			goto lost;
+		goto out;
+	}
 	pthread_mutex_lock(&ctx->lock);
 	bool soft = ctx->hash_in_software;
+	unsigned long gen = ctx->ids.gen;
 	pthread_mutex_unlock(&ctx->lock);
+	/* The mechanism list is read again after a slot event (fp11_tokens_changed). */
+	if (!tl->mechs_known || tl->mechs_gen != gen) {
+		struct token_ref t;
+
+		memset(&t, 0, sizeof(t));
+		t.mod = tl->mod;
+		t.slot = tl->slot;
+		token_mechs(&t, &tl->sha256_rsa, &tl->rsa);
+		tl->mechs_known = true;
+		tl->mechs_gen = gen;
+		cached_mechs = false;
+	}
+	bool sha256_rsa = tl->sha256_rsa, rsa = tl->rsa;
 	if (soft && rsa)
 		sha256_rsa = false;
 	CK_MECHANISM mech = { CKM_SHA256_RSA_PKCS, NULL, 0 };
@@ -1171,6 +1594,8 @@ static int sign_once(fp11_ctx *ctx, const struct fp11_identity *id, fp11_pin_cb 
 	if (!sha256_rsa) {
 		if (!rsa) {
 			rc = FIRMANTE_E_MECHANISM;
+			if (cached_mechs)
+				goto stale;
 			goto out;
 		}
 		/* Hash here and sign the DigestInfo (RFC 8017 §9.2). */
@@ -1185,37 +1610,104 @@ static int sign_once(fp11_ctx *ctx, const struct fp11_identity *id, fp11_pin_cb 
 		in = tbs;
 		in_len = sizeof(tbs);
 	}
-	rv = f->C_SignInit(s, &mech, keys[0]);
+	rv = f->C_SignInit(tl->s, &mech, kh->h);
 	if (rv != CKR_OK) {
+		if (session_lost(rv))
+			goto lost;
 		rc = map_rv(rv);
+		/* A remembered key handle or mechanism list that went stale. */
+		if ((cached_key && (rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID)) ||
+		    (cached_mechs && rc == FIRMANTE_E_MECHANISM))
+			goto stale;
 		goto out;
 	}
-	if (always_auth) {
+	op_active = true;
+	if (kh->always_auth) {
 		/* CKA_ALWAYS_AUTHENTICATE: context-specific login after C_SignInit (§4.9). */
-		rc = do_login(f, s, CKU_CONTEXT_SPECIFIC, &t->info, pin_cb, pin_cb_data, asked);
+		rc = do_login(f, tl->s, CKU_CONTEXT_SPECIFIC, &id->token, pin_cb, pin_cb_data, asked);
 		if (rc != 0)
 			goto out;
 	}
 	CK_ULONG out_len = *sig_len;
-	rv = f->C_Sign(s, (CK_BYTE_PTR)in, in_len, sig, &out_len);
+	rv = f->C_Sign(tl->s, (CK_BYTE_PTR)in, in_len, sig, &out_len);
 	if (rv == CKR_BUFFER_TOO_SMALL) {
 		rc = FIRMANTE_E_BAD_REQUEST;
 		goto out;
 	}
 	if (rv != CKR_OK) {
+		if (session_lost(rv))
+			goto lost;
 		rc = map_rv(rv);
 		goto out;
 	}
+	op_active = false; /* C_Sign ends the operation (§5.12) */
 	*sig_len = out_len;
 	rc = 0;
+	goto out;
+stale:
+	tl->n_keys = 0;
+	tl->mechs_known = false;
+	*retry = *asked ? RETRY_NONE : RETRY_STALE;
+	goto out;
+lost:
+	/* The session (and with it any login) is gone; the next attempt opens
+	 * a new one, and logs in again only through the PIN callback. */
+	session_forget(tl, rv == CKR_USER_NOT_LOGGED_IN);
+	*retry = *asked ? RETRY_NONE : RETRY_LOST;
+	rc = FIRMANTE_E_TOKEN_REMOVED;
 out:
 	fm_wipe(tbs, sizeof(tbs));
-	if (s != CK_INVALID_HANDLE) {
-		if (we_logged_in)
-			f->C_Logout(s);
-		f->C_CloseSession(s);
+	/* An operation left active (a failed context-specific login, a
+	 * buffer too small) would block the next C_SignInit: start afresh. */
+	if (op_active && tl->s != CK_INVALID_HANDLE)
+		session_forget(tl, true);
+	return rc;
+}
+
+int fp11_sign_as(fp11_ctx *ctx, const struct fp11_identity *id, const char *login_owner,
+		 fp11_pin_cb pin_cb, void *pin_cb_data, bool allow_final_try, const uint8_t *data,
+		 size_t len, uint8_t *sig, size_t *sig_len)
+{
+	int rc;
+
+	if (!ctx || !id || !sig || !sig_len || (!data && len))
+		return FIRMANTE_E_BAD_REQUEST;
+	if (login_owner && (!login_owner[0] || strlen(login_owner) >= FP11_OWNER_MAX))
+		return FIRMANTE_E_BAD_REQUEST;
+	if (id->cert_err == 0 && id->cert.key_bits > 0 &&
+	    *sig_len < (size_t)(id->cert.key_bits + 7) / 8)
+		return FIRMANTE_E_BAD_REQUEST;
+
+	struct token_lock *tl = token_lock(ctx, &id->token);
+	bool keep = tl != &ctx->overflow;
+	pthread_mutex_lock(&tl->m);
+	apply_drop(ctx, tl);
+	for (int lost = 0, stale = 0, kept_lost = 0;;) {
+		bool asked = false;
+		enum retry_why retry = RETRY_NONE;
+		rc = sign_once(ctx, tl, id, keep ? login_owner : NULL, pin_cb, pin_cb_data,
+			       allow_final_try, data, len, sig, sig_len, &asked, &retry);
+		/*
+		 * A session lost (card reset, re-insertion) before the holder
+		 * was asked anything is recovered once with a new session (a
+		 * kept session whose token moved to another slot does not
+		 * count: no session was tried), and
+		 * a remembered key handle or mechanism list that went stale is
+		 * looked up once more. Once a PIN was asked, never again
+		 * without the holder.
+		 */
+		if (asked || retry == RETRY_NONE || (retry == RETRY_LOST && lost++ >= 1) ||
+		    (retry == RETRY_STALE && stale++ >= 1) ||
+		    (retry == RETRY_KEPT_LOST && kept_lost++ >= 1))
+			break;
 	}
-	free(toks);
+	/* Without an owner the login ends with the request. */
+	if (tl->logged_in && (!keep || !login_owner))
+		session_logout(tl);
+	apply_drop(ctx, tl);
+	if (!keep)
+		session_forget(tl, true);
+	pthread_mutex_unlock(&tl->m);
 	return rc;
 }
 
@@ -1223,30 +1715,31 @@ int fp11_sign(fp11_ctx *ctx, const struct fp11_identity *id, fp11_pin_cb pin_cb,
 	      void *pin_cb_data, bool allow_final_try, const uint8_t *data, size_t len,
 	      uint8_t *sig, size_t *sig_len)
 {
-	int rc;
+	return fp11_sign_as(ctx, id, NULL, pin_cb, pin_cb_data, allow_final_try, data, len, sig,
+			    sig_len);
+}
 
-	if (!ctx || !id || !sig || !sig_len || (!data && len))
-		return FIRMANTE_E_BAD_REQUEST;
-	if (id->cert_err == 0 && id->cert.key_bits > 0 &&
-	    *sig_len < (size_t)(id->cert.key_bits + 7) / 8)
-		return FIRMANTE_E_BAD_REQUEST;
+void fp11_drop_login(fp11_ctx *ctx, const struct fp11_token_info *tok, const char *owner)
+{
+	struct token_lock *tl;
 
-	pthread_mutex_t *tl = token_lock(ctx, &id->token);
-	pthread_mutex_lock(tl);
-	for (int attempt = 0;; attempt++) {
-		bool asked = false;
-		rc = sign_once(ctx, id, pin_cb, pin_cb_data, allow_final_try, data, len, sig,
-			       sig_len, &asked);
-		/*
-		 * A session lost (card reset, re-insertion) before the holder
-		 * was asked anything is recovered once with a new session.
-		 * Once a PIN was asked, never again without the holder.
-		 */
-		if (rc != FIRMANTE_E_TOKEN_REMOVED || asked || attempt >= 1)
-			break;
+	if (!ctx || !tok)
+		return;
+	tl = token_lock(ctx, tok);
+	pthread_mutex_lock(&ctx->lock);
+	/* Two different owners pending: drop whichever login is there. */
+	if (tl->drop_pending && (!owner || strcmp(tl->drop_owner, owner) != 0))
+		tl->drop_any = true;
+	else
+		tl->drop_any = !owner;
+	snprintf(tl->drop_owner, sizeof(tl->drop_owner), "%s", owner ? owner : "");
+	tl->drop_pending = true;
+	pthread_mutex_unlock(&ctx->lock);
+	/* Never wait for a busy (or hung) token: its signer applies the drop. */
+	if (pthread_mutex_trylock(&tl->m) == 0) {
+		apply_drop(ctx, tl);
+		pthread_mutex_unlock(&tl->m);
 	}
-	pthread_mutex_unlock(tl);
-	return rc;
 }
 
 void fp11_set_hash_in_software(fp11_ctx *ctx, bool on)
@@ -1309,6 +1802,7 @@ const char *fp11_ckr_name(unsigned long rv)
 
 int fp11_enum_tokens(fp11_ctx *ctx, struct token_ref **out, size_t *n)
 {
+	fp11_tokens_changed(ctx);
 	return enum_tokens(ctx, out, n);
 }
 

@@ -16,6 +16,15 @@
  * takes no lock and runs beside a signature (modules are initialised by
  * p11-kit for multi-threaded use), so a slow or hung token never blocks
  * listing or the other tokens. fp11_close() must not race other calls.
+ *
+ * Kept state: each token has one session, opened at its first signature
+ * and kept open between signatures (found again by enumeration when it is
+ * lost). A login on it is kept only when the signature names an owner
+ * (fp11_sign_as); the key handles and mechanism list found on it are
+ * remembered while it lives. Identities (certificates parsed once) are
+ * kept in a cache, read again after fp11_tokens_changed(), when
+ * fp11_list_tokens() sees the set of tokens or their slots change, and
+ * when fp11_find_identity() finds no match.
  */
 #ifndef FIRMANTE_TOKEN_H
 #define FIRMANTE_TOKEN_H
@@ -134,6 +143,14 @@ int fp11_list_modules(fp11_ctx *ctx, struct fp11_module_info **out, size_t *n);
 int fp11_list_tokens(fp11_ctx *ctx, struct fp11_token_info **out, size_t *n);
 
 /*
+ * fp11_tokens_changed - forget the identity cache: the next
+ * fp11_find_identity() or fp11_list_identities() reads the tokens again.
+ * For slot events (a token arrived, left, or came back under another slot
+ * id). NULL @ctx is a no-op.
+ */
+void fp11_tokens_changed(fp11_ctx *ctx);
+
+/*
  * fp11_list_identities - every RSA private key that has a certificate
  * (paired by CKA_ID, else by public key), on every present token. Keys
  * without a certificate are skipped. Certificates are read without login
@@ -143,6 +160,9 @@ int fp11_list_tokens(fp11_ctx *ctx, struct fp11_token_info **out, size_t *n);
  * visible key is listed too, with key_visible false. Tokens that are not
  * initialised (CKF_TOKEN_INITIALIZED clear) are not listed, and a token
  * seen through two modules (p11-kit and a configured path) is listed once.
+ * Answered from the identity cache when it is valid and at most 5 seconds
+ * old (objects written by another program raise no slot event); else the
+ * tokens are read and the cache refreshed.
  * @out: array freed with fp11_identities_free(); @n: its length.
  * Returns 0, FIRMANTE_E_NOMEM, FIRMANTE_E_TOKEN.
  */
@@ -158,6 +178,8 @@ void fp11_identities_free(struct fp11_identity *ids, size_t n);
  *       Query attributes (pin-value, pin-source, module-*) are ignored:
  *       a PIN never comes from a URI.
  * @out: a single identity, freed with fp11_identities_free(out, 1).
+ * Looked up in the identity cache; when it holds no single match, the
+ * tokens are read once more (a key imported meanwhile) before the error.
  * Returns 0, FIRMANTE_E_BAD_REQUEST (not a PKCS#11 URI),
  * FIRMANTE_E_KEY_NOT_FOUND (no match, or more than one), FIRMANTE_E_NOMEM,
  * FIRMANTE_E_TOKEN.
@@ -180,11 +202,14 @@ int fp11_find_identity(fp11_ctx *ctx, const char *uri, struct fp11_identity **ou
  * CKA_EXTRACTABLE are read after login and an extractable or non-sensitive
  * key is refused with FIRMANTE_E_KEY_EXTRACTABLE (the caller could not
  * have checked them; DESIGN.md "Keys stay on the token").
- * The PIN buffer is wiped; one session per call, logged out and closed on
- * return. A session lost before the holder was asked anything
+ * The PIN buffer is wiped. The token's session is kept open for the next
+ * call; a login made here is logged out before return (fp11_sign_as()
+ * keeps one). A session lost before the holder was asked anything
  * (CKR_SESSION_HANDLE_INVALID, CKR_DEVICE_REMOVED: a card reset or
- * re-insertion) is retried once with a new session; once a PIN was asked,
- * the error is returned (DESIGN.md: never re-send a PIN without the holder).
+ * re-insertion) is retried once with a new session, and a remembered key
+ * handle or mechanism list the token no longer accepts is looked up once
+ * more; once a PIN was asked, the error is returned (DESIGN.md: never
+ * re-send a PIN without the holder).
  * Returns 0, FIRMANTE_E_KEY_NOT_FOUND, FIRMANTE_E_TOKEN_REMOVED,
  * FIRMANTE_E_PIN_INCORRECT, FIRMANTE_E_PIN_LOCKED, FIRMANTE_E_PIN_FINAL_TRY,
  * FIRMANTE_E_MECHANISM, FIRMANTE_E_TOKEN, FIRMANTE_E_NOMEM,
@@ -195,6 +220,39 @@ int fp11_find_identity(fp11_ctx *ctx, const char *uri, struct fp11_identity **ou
 int fp11_sign(fp11_ctx *ctx, const struct fp11_identity *id,
 	      fp11_pin_cb pin_cb, void *pin_cb_data, bool allow_final_try,
 	      const uint8_t *data, size_t len, uint8_t *sig, size_t *sig_len);
+
+/* Longest login owner tag of fp11_sign_as(), NUL included. */
+#define FP11_OWNER_MAX 96
+
+/*
+ * fp11_sign_as - fp11_sign() that keeps the token's login for @login_owner.
+ * @login_owner: NULL: as fp11_sign() (a login made is logged out before
+ *   return). Else a non-empty tag of at most FP11_OWNER_MAX - 1 bytes
+ *   naming whose PIN or approval the login rests on (a batch id, an
+ *   unattended policy, a PIN-cache entry): the login stays after return,
+ *   and a later call with the same tag signs without logging in again. A
+ *   call with another tag or none first logs the kept login out
+ *   (C_Logout) and then logs in with its own PIN. The login also ends with
+ *   fp11_drop_login(), fp11_close(), and with the session (reset, removal:
+ *   then the next call logs in again through @pin_cb, never by itself).
+ *   CKA_ALWAYS_AUTHENTICATE keys still get their CKU_CONTEXT_SPECIFIC
+ *   login for every signature. Tokens beyond the 64th share one entry
+ *   that keeps neither session nor login.
+ * Other arguments, ownership and errors as fp11_sign(); an empty or too
+ * long @login_owner gives FIRMANTE_E_BAD_REQUEST.
+ */
+int fp11_sign_as(fp11_ctx *ctx, const struct fp11_identity *id, const char *login_owner,
+		 fp11_pin_cb pin_cb, void *pin_cb_data, bool allow_final_try,
+		 const uint8_t *data, size_t len, uint8_t *sig, size_t *sig_len);
+
+/*
+ * fp11_drop_login - end the kept login of token @tok (C_Logout on its
+ * session) when it belongs to @owner (NULL: whoever it belongs to). Never
+ * waits for a busy token: then the call signing on it logs out when it
+ * ends. Nothing happens when no such login is kept. NULL @ctx or @tok is
+ * a no-op.
+ */
+void fp11_drop_login(fp11_ctx *ctx, const struct fp11_token_info *tok, const char *owner);
 
 /*
  * fp11_set_hash_in_software - when @on, fp11_sign() hashes in code and signs

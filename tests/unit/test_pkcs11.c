@@ -906,6 +906,9 @@ static void test_shim_rsa_pkcs_only(void **state)
 	struct pin_ctx pc = { PIN, 0, 0, 0 };
 
 	shim_control(fx, "mechanisms=rsa_pkcs_only\n");
+	/* Another kind of token in the slot: identities are read again
+	 * after a slot event (fp11_tokens_changed). */
+	fp11_tokens_changed(fx->ctx);
 	struct fp11_identity *id = find(fx, "pkcs11:id=%0f");
 	assert_false(id->mech_sha256_rsa_pkcs);
 	assert_true(id->mech_rsa_pkcs);
@@ -918,6 +921,7 @@ static void test_shim_rsa_pkcs_only(void **state)
 	free(cadena);
 	fp11_identities_free(id, 1);
 	shim_control(fx, "\n");
+	fp11_tokens_changed(fx->ctx);
 }
 #endif
 
