@@ -27,7 +27,15 @@
 #include "onboarding.h"
 #include "state.h"
 
-enum { EXIT_OK = 0, EXIT_FINDINGS = 1, EXIT_USAGE = 2, EXIT_FAILURE_IO = 3 };
+/* Exit statuses (titulos(1)): 4 and 5 are the state database's own. */
+enum {
+	EXIT_OK = 0,
+	EXIT_FINDINGS = 1,
+	EXIT_USAGE = 2,
+	EXIT_FAILURE_IO = 3,
+	EXIT_STATE_LOCKED = 4,
+	EXIT_STATE_DAMAGED = 5,
+};
 
 #define PATH_MAX_LEN 4096
 
@@ -39,7 +47,22 @@ struct common {
 	char state[PATH_MAX_LEN];
 	char met[PATH_MAX_LEN];
 	int lock_fd;
+	unsigned wait_lock;     /* seconds to wait for a locked state database */
 };
+
+#define COMMON_INIT { .lock_fd = -1, .wait_lock = MET_STATE_WAIT_DEFAULT }
+
+/* Report a failed state database call; returns the exit status for it. */
+static int state_failed(const struct common *c, const struct met_error *e)
+{
+	fprintf(stderr, "titulos: %s\n", e->message);
+	met_state_advice(stderr, c->state, e);
+	if (e->code == MET_STATE_E_LOCKED)
+		return EXIT_STATE_LOCKED;
+	if (e->code == MET_STATE_E_DAMAGED)
+		return EXIT_STATE_DAMAGED;
+	return EXIT_FAILURE_IO;
+}
 
 static int default_paths(struct common *c)
 {
@@ -81,24 +104,41 @@ static int state_subdir(const struct common *c, const char *sub, char *out, size
 	return 0;
 }
 
-/* Only one run changes the state at a time. */
+/* Only one run changes the state at a time: the run lock (flock(2) on
+ * FILE.lock) is waited for as long as a database lock (--wait-lock). */
 static int open_state(struct common *c, met_state **st)
 {
 	struct met_error e = { 0 };
-	int rc = met_state_open(c->state, st, &e);
-	if (rc) {
-		fprintf(stderr, "titulos: %s\n", e.message);
-		return EXIT_FAILURE_IO;
-	}
+	int rc = met_state_open_wait(c->state, c->wait_lock, st, &e);
+	if (rc)
+		return state_failed(c, &e);
 	char lock[PATH_MAX_LEN + 8];
 	snprintf(lock, sizeof(lock), "%s.lock", c->state);
 	c->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (c->lock_fd < 0 || flock(c->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-		fprintf(stderr, "titulos: %s: another titulos submit, status or cancel is using "
-				"this state database; wait for it to finish\n", c->state);
+	int locked = c->lock_fd >= 0 && flock(c->lock_fd, LOCK_EX | LOCK_NB) == 0;
+	for (unsigned i = 0; !locked && c->lock_fd >= 0 && errno == EWOULDBLOCK &&
+			     i < c->wait_lock * 10u; i++) {
+		struct timespec ts = { 0, 100 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+		locked = flock(c->lock_fd, LOCK_EX | LOCK_NB) == 0;
+	}
+	if (!locked) {
+		if (c->lock_fd < 0) {
+			fprintf(stderr, "titulos: %s: cannot open: %s\n", lock, strerror(errno));
+			met_state_close(*st);
+			*st = NULL;
+			return EXIT_FAILURE_IO;
+		}
+		char holder[128];
+		met_state_lock_holder(c->state, holder, sizeof(holder));
+		e.code = MET_STATE_E_LOCKED;
+		snprintf(e.message, sizeof(e.message),
+			 "%.400s: the state database is in use by another titulos submit, status "
+			 "or cancel%s%s (waited %u s)", c->state, holder[0] ? ", " : "", holder,
+			 c->wait_lock);
 		met_state_close(*st);
 		*st = NULL;
-		return EXIT_FAILURE_IO;
+		return state_failed(c, &e);
 	}
 	return EXIT_OK;
 }
@@ -132,6 +172,7 @@ static void test_crash_point(const char *where)
 #define COMMON_OPTS                                         \
 	{ "state", required_argument, NULL, 'S' },          \
 	{ "met", required_argument, NULL, 'M' },            \
+	{ "wait-lock", required_argument, NULL, 'W' },      \
 	{ "help", no_argument, NULL, 'h' }
 
 static int common_opt(struct common *c, int opt)
@@ -144,6 +185,18 @@ static int common_opt(struct common *c, int opt)
 		snprintf(c->met, sizeof(c->met), "%s", optarg);
 		return 1;
 	}
+	if (opt == 'W') {
+		char *end;
+		errno = 0;
+		unsigned long v = strtoul(optarg, &end, 10);
+		if (errno || end == optarg || *end || optarg[0] == '-' || v > MET_STATE_WAIT_MAX) {
+			fprintf(stderr, "titulos: --wait-lock must be a number of seconds from 0 to "
+					"%u\n", MET_STATE_WAIT_MAX);
+			return -1;
+		}
+		c->wait_lock = (unsigned)v;
+		return 1;
+	}
 	return 0;
 }
 
@@ -152,7 +205,13 @@ static const char COMMON_HELP[] =
 	"                      $XDG_DATA_HOME/firmante/titulos.db)\n"
 	"  --met FILE          MET configuration: profile, url, ca-bundle, credentials\n"
 	"                      (default $XDG_CONFIG_HOME/firmante/met.conf; docs/met.md)\n"
-	"  -h, --help          this help\n";
+	"  --wait-lock SECONDS how long to wait for a state database locked by another\n"
+	"                      program (0-3600, default 10)\n"
+	"  -h, --help          this help\n\n"
+	"Exit status: 0 done; 1 findings or refusals; 2 usage; 3 I/O, network or\n"
+	"service failure; 4 the state database is locked by another program (nothing\n"
+	"was changed or sent); 5 the state database is damaged (kept as it is; the\n"
+	"message says how to restore or recover it).\n";
 
 /* ---- submit ------------------------------------------------------------ */
 
@@ -179,7 +238,8 @@ static int xml_filter(const struct dirent *d)
 }
 
 /* Verify and record every .xml file of @dir; returns an exit status. */
-static int record_dir(met_state *st, const char *dir, const char *cve_institucion)
+static int record_dir(const struct common *c, met_state *st, const char *dir,
+		      const char *cve_institucion)
 {
 	struct dirent **names = NULL;
 	titulo_verifier *v = NULL;
@@ -238,6 +298,14 @@ static int record_dir(met_state *st, const char *dir, const char *cve_institucio
 			free(abs);
 			fm_sha256_hex(xml, len, mt.sha256);
 			if (met_state_title_record(st, &mt, &e) != 0) {
+				if (e.code == MET_STATE_E_LOCKED || e.code == MET_STATE_E_DAMAGED) {
+					/* the database itself: no point trying the next file */
+					status = state_failed(c, &e);
+					titulo_free(t);
+					titulo_findings_clear(&f);
+					free(xml);
+					goto out;
+				}
 				fprintf(stderr, "titulos: %s\n", e.message);
 				bad++;
 				if (e.code == FIRMANTE_E_IO)
@@ -317,12 +385,15 @@ static int cmd_submit(int argc, char **argv)
 		COMMON_OPTS,
 		{ NULL, 0, NULL, 0 },
 	};
-	struct common c = { .lock_fd = -1 };
+	struct common c = COMMON_INIT;
 	const char *in_dir = NULL;
 	long lot_size = 0;
 	int o;
 	while ((o = getopt_long(argc, argv, "i:n:h", opts, NULL)) != -1) {
-		if (common_opt(&c, o))
+		int co = common_opt(&c, o);
+		if (co < 0)
+			return EXIT_USAGE;
+		if (co)
 			continue;
 		switch (o) {
 		case 'i': in_dir = optarg; break;
@@ -359,23 +430,26 @@ static int cmd_submit(int argc, char **argv)
 		goto out;
 	int recovered = 0;
 	if (met_state_recover(st, &recovered, &e)) {
-		fprintf(stderr, "titulos: %s\n", e.message);
-		status = EXIT_FAILURE_IO;
+		status = state_failed(&c, &e);
 		goto out;
 	}
 	if (recovered)
 		printf("%d lot(s) were interrupted while sending: their titles are "
 		       "upload-unknown and are sent again now\n", recovered);
-	int record_status = in_dir ? record_dir(st, in_dir, prof.cve_institucion) : EXIT_OK;
-	if (record_status == EXIT_FAILURE_IO) {
+	int record_status = in_dir ? record_dir(&c, st, in_dir, prof.cve_institucion) : EXIT_OK;
+	if (record_status >= EXIT_FAILURE_IO) {
 		status = record_status;
 		goto out;
 	}
 	static const char *const ready[] = { MET_ST_UPLOAD_UNKNOWN, MET_ST_VERIFIED, NULL };
 	int rc = met_state_titles_each(st, ready, collect_pending, &pend, &e);
-	if (rc) {
-		fprintf(stderr, "titulos: %s\n", rc == FIRMANTE_E_NOMEM ? "out of memory" : e.message);
+	if (rc == FIRMANTE_E_NOMEM) {
+		fprintf(stderr, "titulos: out of memory\n");
 		status = EXIT_FAILURE_IO;
+		goto out;
+	}
+	if (rc) {
+		status = state_failed(&c, &e);
 		goto out;
 	}
 	if (pend.n == 0) {
@@ -442,10 +516,18 @@ static int cmd_submit(int argc, char **argv)
 		rc = met_lote_build(zip, items, cnt, sha, &e);
 		if (rc == 0) {
 			test_crash_point("after-zip");
+			/* upload-unknown is recorded before the request may leave: a
+			 * lot that cannot be recorded is not sent */
 			rc = met_state_lot_begin(st, folios, cnt, zip, sha, &lot_id, &e);
+			if (rc)
+				unlink(zip);
 		}
 		free(items);
 		free(folios);
+		if (rc == MET_STATE_E_LOCKED || rc == MET_STATE_E_DAMAGED) {
+			status = state_failed(&c, &e);
+			goto out;
+		}
 		if (rc) {
 			fprintf(stderr, "titulos: lot %zu: %s\n", l + 1, e.message);
 			status = EXIT_FAILURE_IO;
@@ -478,8 +560,8 @@ static int cmd_submit(int argc, char **argv)
 			status = EXIT_FAILURE_IO;
 		}
 		if (rc2) {
-			fprintf(stderr, "titulos: %s\n", e2.message);
-			status = EXIT_FAILURE_IO;
+			/* the lot stays "sending": the next run makes it upload-unknown */
+			status = state_failed(&c, &e2);
 			goto out;
 		}
 		done = first + (total - first < per ? total - first : per);
@@ -548,9 +630,8 @@ static int poll_lots(const struct common *c, met_state *st, const struct met_pro
 		return EXIT_FAILURE_IO;
 	}
 	if (met_state_lots_each(st, acc, collect_lot, ids, &e)) {
-		fprintf(stderr, "titulos: %s\n", e.message);
 		free(ids);
-		return EXIT_FAILURE_IO;
+		return state_failed(c, &e);
 	}
 	*pending = ids->skipped;
 	for (size_t i = 0; i < ids->n; i++) {
@@ -563,7 +644,11 @@ static int poll_lots(const struct common *c, met_state *st, const struct met_pro
 			(*pending)++;
 			continue;
 		}
-		met_state_lot_polled(st, ids->id[i], msg, &e);
+		if (met_state_lot_polled(st, ids->id[i], msg, &e) != 0) {
+			status = state_failed(c, &e);
+			*pending += ids->n - i;
+			break;
+		}
 		if (est != 1) {
 			printf("lot %s: not processed yet (estatusLote %d): %s\n", num, est, msg);
 			(*pending)++;
@@ -609,8 +694,12 @@ static int poll_lots(const struct common *c, met_state *st, const struct met_pro
 			continue;
 		}
 		if (met_state_lot_results(st, ids->id[i], rows, nrows, path, &e) != 0) {
-			fprintf(stderr, "titulos: %s\n", e.message);
-			status = EXIT_FAILURE_IO;
+			status = state_failed(c, &e);
+			if (status != EXIT_FAILURE_IO) {
+				free(rows);
+				*pending += ids->n - i;
+				break;
+			}
 		} else {
 			size_t ok = 0;
 			for (size_t k = 0; k < nrows; k++)
@@ -642,11 +731,12 @@ static int count_status(const char *status, const char *carrera, long n, void *a
 	return 0;
 }
 
-static void print_counts(met_state *st)
+static int print_counts(const struct common *c, met_state *st)
 {
 	struct count_ctx cc = { { 0 } };
 	struct met_error e = { 0 };
-	met_state_counts_each(st, count_status, &cc, &e);
+	if (met_state_counts_each(st, count_status, &cc, &e) != 0)
+		return state_failed(c, &e);
 	printf("titles:");
 	for (int i = 0; i < 8; i++)
 		if (cc.by_status[i])
@@ -655,6 +745,7 @@ static void print_counts(met_state *st)
 	if (cc.by_status[3])
 		printf("note: %ld title(s) upload-unknown: 'titulos submit' sends them again and "
 		       "the DGP's answer settles them\n", cc.by_status[3]);
+	return EXIT_OK;
 }
 
 static int cmd_status(int argc, char **argv)
@@ -664,10 +755,13 @@ static int cmd_status(int argc, char **argv)
 		COMMON_OPTS,
 		{ NULL, 0, NULL, 0 },
 	};
-	struct common c = { .lock_fd = -1 };
+	struct common c = COMMON_INIT;
 	int wait = 0, o;
 	while ((o = getopt_long(argc, argv, "wh", opts, NULL)) != -1) {
-		if (common_opt(&c, o))
+		int co = common_opt(&c, o);
+		if (co < 0)
+			return EXIT_USAGE;
+		if (co)
 			continue;
 		switch (o) {
 		case 'w': wait = 1; break;
@@ -689,13 +783,16 @@ static int cmd_status(int argc, char **argv)
 		goto out;
 	struct met_error e = { 0 };
 	int recovered = 0;
-	met_state_recover(st, &recovered, &e);
+	if (met_state_recover(st, &recovered, &e) != 0) {
+		status = state_failed(&c, &e);
+		goto out;
+	}
 	time_t start = time(NULL);
 	long delay = prof.poll_delay_s;
 	for (;;) {
 		size_t pending = 0;
 		status = poll_lots(&c, st, &prof, &pending);
-		if (!wait || pending == 0 || status == EXIT_FINDINGS)
+		if (!wait || pending == 0 || status == EXIT_FINDINGS || status > EXIT_FAILURE_IO)
 			break;
 		if (time(NULL) - start + delay > prof.poll_deadline_s) {
 			fprintf(stderr, "titulos: %zu lot(s) still without a result after %ld s "
@@ -711,7 +808,11 @@ static int cmd_status(int argc, char **argv)
 		if (delay < 1)
 			delay = 1;
 	}
-	print_counts(st);
+	if (status <= EXIT_FAILURE_IO) {
+		int counted = print_counts(&c, st);
+		if (counted)
+			status = counted;
+	}
 out:
 	met_profile_clear(&prof);
 	close_state(&c, st);
@@ -782,10 +883,13 @@ static int cmd_results(int argc, char **argv)
 		COMMON_OPTS,
 		{ NULL, 0, NULL, 0 },
 	};
-	struct common c = { .lock_fd = -1 };
+	struct common c = COMMON_INIT;
 	int mode = 0, o;
 	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if (common_opt(&c, o))
+		int co = common_opt(&c, o);
+		if (co < 0)
+			return EXIT_USAGE;
+		if (co)
 			continue;
 		switch (o) {
 		case 'c': mode = 1; break;
@@ -800,10 +904,8 @@ static int cmd_results(int argc, char **argv)
 	}
 	met_state *st = NULL;
 	struct met_error e = { 0 };
-	if (met_state_open(c.state, &st, &e)) {
-		fprintf(stderr, "titulos: %s\n", e.message);
-		return EXIT_FAILURE_IO;
-	}
+	if (met_state_open_wait(c.state, c.wait_lock, &st, &e))
+		return state_failed(&c, &e);
 	if (mode == 1)
 		printf("folioControl,status,numeroLote,curp,carrera,message,updated\n");
 	else if (mode == 0)
@@ -821,13 +923,11 @@ static int cmd_results(int argc, char **argv)
 	}
 	json_decref(ctx.arr);
 	met_state_close(st);
-	if (rc == FIRMANTE_E_NOMEM)
-		snprintf(e.message, sizeof(e.message), "out of memory");
-	if (rc) {
-		fprintf(stderr, "titulos: %s\n", e.message);
+	if (rc == FIRMANTE_E_NOMEM) {
+		fprintf(stderr, "titulos: out of memory\n");
 		return EXIT_FAILURE_IO;
 	}
-	return EXIT_OK;
+	return rc ? state_failed(&c, &e) : EXIT_OK;
 }
 
 /* ---- cancel ------------------------------------------------------------ */
@@ -857,11 +957,14 @@ static int cmd_cancel(int argc, char **argv)
 		COMMON_OPTS,
 		{ NULL, 0, NULL, 0 },
 	};
-	struct common c = { .lock_fd = -1 };
+	struct common c = COMMON_INIT;
 	const char *folio = NULL, *motivo = NULL;
 	int o;
 	while ((o = getopt_long(argc, argv, "f:m:h", opts, NULL)) != -1) {
-		if (common_opt(&c, o))
+		int co = common_opt(&c, o);
+		if (co < 0)
+			return EXIT_USAGE;
+		if (co)
 			continue;
 		switch (o) {
 		case 'f': folio = optarg; break;
@@ -888,8 +991,12 @@ static int cmd_cancel(int argc, char **argv)
 	if ((status = open_state(&c, &st)))
 		return status;
 	if (met_state_title_get(st, folio, &t, &e) != 0) {
-		fprintf(stderr, "titulos: %s\n", e.message);
-		status = e.code == FIRMANTE_E_NOT_FOUND ? EXIT_FINDINGS : EXIT_FAILURE_IO;
+		if (e.code == FIRMANTE_E_NOT_FOUND) {
+			fprintf(stderr, "titulos: %s\n", e.message);
+			status = EXIT_FINDINGS;
+		} else {
+			status = state_failed(&c, &e);
+		}
 		goto out;
 	}
 	if (strcmp(t.status, MET_ST_CANCELLED) == 0) {
@@ -914,8 +1021,11 @@ static int cmd_cancel(int argc, char **argv)
 		goto out;
 	}
 	if (met_state_title_cancelled(st, folio, motivo, codigo, msg, cancelled, review, &e)) {
-		fprintf(stderr, "titulos: %s\n", e.message);
-		status = EXIT_FAILURE_IO;
+		/* the DGP answered but the answer could not be recorded: say it */
+		status = state_failed(&c, &e);
+		fprintf(stderr, "titulos: %s: the DGP answered codigo %d (%s) but it is not "
+				"recorded; run titulos cancel again once the database is usable\n",
+			folio, codigo, msg);
 		goto out;
 	}
 	if (cancelled == 1)
@@ -956,10 +1066,13 @@ static int print_count(const char *status, const char *carrera, long n, void *ar
 static int cmd_report(int argc, char **argv)
 {
 	static const struct option opts[] = { COMMON_OPTS, { NULL, 0, NULL, 0 } };
-	struct common c = { .lock_fd = -1 };
+	struct common c = COMMON_INIT;
 	int o;
 	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if (common_opt(&c, o))
+		int co = common_opt(&c, o);
+		if (co < 0)
+			return EXIT_USAGE;
+		if (co)
 			continue;
 		if (o == 'h') {
 			usage_report(stdout);
@@ -974,22 +1087,16 @@ static int cmd_report(int argc, char **argv)
 	}
 	met_state *st = NULL;
 	struct met_error e = { 0 };
-	if (met_state_open(c.state, &st, &e)) {
-		fprintf(stderr, "titulos: %s\n", e.message);
-		return EXIT_FAILURE_IO;
-	}
+	if (met_state_open_wait(c.state, c.wait_lock, &st, &e))
+		return state_failed(&c, &e);
 	printf("%-15s %6s  %s\n", "status", "titles", "career");
-	int rc = met_state_counts_each(st, print_count, NULL, &e);
-	if (rc == 0)
-		print_counts(st);
-	if (rc == 0)
+	int rc = met_state_counts_each(st, print_count, NULL, &e), status = EXIT_OK;
+	if (rc)
+		status = state_failed(&c, &e);
+	else if ((status = print_counts(&c, st)) == EXIT_OK)
 		onboarding_report(st); /* authenticated titles, certificates expiring */
 	met_state_close(st);
-	if (rc) {
-		fprintf(stderr, "titulos: %s\n", e.message);
-		return EXIT_FAILURE_IO;
-	}
-	return EXIT_OK;
+	return status;
 }
 
 /* Returns an exit status, or -1 when @cmd is not one of these commands. */

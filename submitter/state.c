@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -17,6 +18,8 @@
 
 struct met_state {
 	sqlite3 *db;
+	char path[4096];
+	unsigned wait_s;        /* busy wait for a lock, seconds */
 };
 
 static const char SCHEMA[] =
@@ -60,9 +63,129 @@ static int fail(struct met_error *err, int code, const char *fmt, ...)
 	return code;
 }
 
+/* Next blank-separated word of *@p (advanced), or NULL. */
+static char *next_word(char **p)
+{
+	char *w = *p;
+	while (*w == ' ' || *w == '\t')
+		w++;
+	if (!*w || *w == '\n')
+		return NULL;
+	char *e = w;
+	while (*e && *e != ' ' && *e != '\t' && *e != '\n')
+		e++;
+	*p = *e ? e + 1 : e;
+	*e = '\0';
+	return w;
+}
+
+long met_state_lock_holder(const char *path, char *holder, size_t size)
+{
+	/* /proc/locks (proc(5)): "N: POSIX ADVISORY WRITE PID MAJ:MIN:INODE START END".
+	 * SQLite takes POSIX write locks on the database file (rollback journal)
+	 * or on its -shm file (the WAL write lock); flock(2) locks show as FLOCK. */
+	struct stat sb[3];
+	int have[3];
+	char other[4200];
+	long found = 0;
+	if (size)
+		holder[0] = '\0';
+	have[0] = stat(path, &sb[0]) == 0;
+	snprintf(other, sizeof(other), "%s-shm", path);
+	have[1] = stat(other, &sb[1]) == 0;
+	snprintf(other, sizeof(other), "%s.lock", path);
+	have[2] = stat(other, &sb[2]) == 0;
+	FILE *f = fopen("/proc/locks", "re");
+	if (!f)
+		return 0;
+	char line[256];
+	while (!found && fgets(line, sizeof(line), f)) {
+		char *p = line, *w[6];
+		int k = 0;
+		while (k < 6 && (w[k] = next_word(&p)) != NULL)
+			k++;
+		/* w[0] "N:", w[1] kind, w[2] mode, w[3] access, w[4] pid, w[5] dev:inode;
+		 * a waiter has "->" after the number and is skipped */
+		if (k < 6 || strcmp(w[1], "->") == 0 || strcmp(w[3], "WRITE") != 0)
+			continue;
+		char *end;
+		errno = 0;
+		long pid = strtol(w[4], &end, 10);
+		if (errno || *end || pid <= 0 || pid == (long)getpid())
+			continue;
+		char *colon = strrchr(w[5], ':');
+		if (!colon)
+			continue;
+		errno = 0;
+		unsigned long long ino = strtoull(colon + 1, &end, 10);
+		if (errno || end == colon + 1 || *end)
+			continue;
+		for (int i = 0; i < 3; i++)
+			if (have[i] && (unsigned long long)sb[i].st_ino == ino)
+				found = pid;
+	}
+	fclose(f);
+	if (!found)
+		return 0;
+	char comm_path[64], comm[64] = "";
+	snprintf(comm_path, sizeof(comm_path), "/proc/%ld/comm", found);
+	FILE *c = fopen(comm_path, "re");
+	if (c) {
+		if (!fgets(comm, sizeof(comm), c))
+			comm[0] = '\0';
+		comm[strcspn(comm, "\n")] = '\0';
+		fclose(c);
+	}
+	if (size)
+		snprintf(holder, size, "process %ld%s%s%s", found, comm[0] ? " (" : "", comm,
+			 comm[0] ? ")" : "");
+	return found;
+}
+
+void met_state_advice(FILE *out, const char *path, const struct met_error *err)
+{
+	if (!err || !path)
+		return;
+	if (err->code == MET_STATE_E_LOCKED) {
+		fprintf(out,
+			"titulos: nothing was changed and nothing was sent to the DGP. Wait until "
+			"the other program finishes (only one titulos submit, status or cancel "
+			"runs at a time; sqlite3 or a backup copy can also hold the lock) and run "
+			"the command again, or give it longer with --wait-lock SECONDS.\n");
+	} else if (err->code == MET_STATE_E_DAMAGED) {
+		fprintf(out,
+			"titulos: the file is kept exactly as it is. Restore it from your backup,\n"
+			"or copy what SQLite can still read into a new file beside it:\n"
+			"  sqlite3 '%s' .recover | sqlite3 '%s.recovered'\n"
+			"and use that file with --state '%s.recovered' (or move the damaged file\n"
+			"aside and give the new one its name). Titles whose lot is missing from the\n"
+			"recovered file are sent again by the next titulos submit; the lot ZIPs in\n"
+			"lotes/ and the DGP's result files in resultados/ beside the database show\n"
+			"what was sent and what the DGP answered.\n",
+			path, path, path);
+	}
+}
+
+/* The error of a failed SQLite call, worded for a registrar. */
 static int dbfail(met_state *st, struct met_error *err, const char *what)
 {
-	return fail(err, FIRMANTE_E_IO, "state database: %s: %s", what, sqlite3_errmsg(st->db));
+	int ec = sqlite3_errcode(st->db);
+	if (ec == SQLITE_BUSY || ec == SQLITE_LOCKED) {
+		char holder[128];
+		met_state_lock_holder(st->path, holder, sizeof(holder));
+		return fail(err, MET_STATE_E_LOCKED,
+			    "%s: the state database is locked by %s (waited %u s)", st->path,
+			    holder[0] ? holder : "another program", st->wait_s);
+	}
+	if (ec == SQLITE_CORRUPT || ec == SQLITE_NOTADB) {
+		/* leave the file exactly as it is: no checkpoint when it closes */
+		sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+		return fail(err, MET_STATE_E_DAMAGED,
+			    "%s: the state database is damaged (SQLite says: %s); titulos "
+			    "changed nothing in it", st->path, sqlite3_errmsg(st->db));
+	}
+	return fail(err, FIRMANTE_E_IO, "%s: state database: %s: %s", st->path, what,
+		    sqlite3_errmsg(st->db));
 }
 
 static void now_iso(char buf[32])
@@ -162,11 +285,48 @@ static int mkdir_parent(const char *path)
 
 int met_state_open(const char *path, met_state **out, struct met_error *err)
 {
+	return met_state_open_wait(path, MET_STATE_WAIT_DEFAULT, out, err);
+}
+
+/* PRAGMA quick_check (sqlite.org/pragma.html#pragma_quick_check): the
+ * b-trees, their pages and records, without the index contents. Reads only. */
+static int quick_check(met_state *st, struct met_error *err)
+{
+	sqlite3_stmt *s = NULL;
+	int rc = 0;
+	if (sqlite3_prepare_v2(st->db, "PRAGMA quick_check(1)", -1, &s, NULL) != SQLITE_OK)
+		return dbfail(st, err, "check");
+	int step = sqlite3_step(s);
+	if (step == SQLITE_ROW) {
+		const unsigned char *v = sqlite3_column_text(s, 0);
+		if (!v || strcmp((const char *)v, "ok") != 0) {
+			sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+			rc = fail(err, MET_STATE_E_DAMAGED,
+				  "%s: the state database is damaged (SQLite's quick_check says: "
+				  "%.300s); titulos changed nothing in it",
+				  st->path, v ? (const char *)v : "no answer");
+		}
+	} else {
+		rc = dbfail(st, err, "check");
+	}
+	sqlite3_finalize(s);
+	return rc;
+}
+
+int met_state_open_wait(const char *path, unsigned wait_s, met_state **out,
+			struct met_error *err)
+{
 	int rc;
 	met_state *st = NULL;
 	struct stat sb;
 	if (!path || !*path)
 		return fail(err, FIRMANTE_E_CONFIG, "no state database path given");
+	if (wait_s > MET_STATE_WAIT_MAX)
+		return fail(err, FIRMANTE_E_INVALID, "the wait for a locked state database is "
+						     "at most %u s", MET_STATE_WAIT_MAX);
+	if (strlen(path) >= sizeof(st->path))
+		return fail(err, FIRMANTE_E_CONFIG, "the state database path is longer than %zu "
+						    "bytes", sizeof(st->path) - 1);
 	if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
 		return fail(err, FIRMANTE_E_CONFIG, "%s: the state database is not a regular file",
 			    path);
@@ -176,19 +336,30 @@ int met_state_open(const char *path, met_state **out, struct met_error *err)
 	st = calloc(1, sizeof(*st));
 	if (!st)
 		return fail(err, FIRMANTE_E_NOMEM, "out of memory");
+	snprintf(st->path, sizeof(st->path), "%s", path);
+	st->wait_s = wait_s;
 	if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 				   SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
 		rc = fail(err, FIRMANTE_E_IO, "%s: cannot open the state database: %s", path,
 			  st->db ? sqlite3_errmsg(st->db) : "out of memory");
 		goto out;
 	}
-	sqlite3_busy_timeout(st->db, 10000);
+	sqlite3_busy_timeout(st->db, (int)(wait_s * 1000));
+	/* Damage is found before anything could write to the file. */
+	if ((rc = quick_check(st, err)))
+		goto out;
 	char *msg = NULL;
 	if (sqlite3_exec(st->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
 				 "PRAGMA foreign_keys=ON;", NULL, NULL, &msg) != SQLITE_OK ||
 	    sqlite3_exec(st->db, SCHEMA, NULL, NULL, &msg) != SQLITE_OK) {
-		rc = fail(err, FIRMANTE_E_CONFIG, "%s: not a usable titulos state database: %s",
-			  path, msg ? msg : "unknown error");
+		int ec = sqlite3_errcode(st->db);
+		if (ec == SQLITE_BUSY || ec == SQLITE_LOCKED || ec == SQLITE_CORRUPT ||
+		    ec == SQLITE_NOTADB)
+			rc = dbfail(st, err, "open");
+		else
+			rc = fail(err, FIRMANTE_E_CONFIG, "%s: not a usable titulos state "
+							  "database: %s", path,
+				  msg ? msg : "unknown error");
 		sqlite3_free(msg);
 		goto out;
 	}

@@ -18,7 +18,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
+#include "firmante/protocol.h"
 #include "met.h"
 
 #ifdef __cplusplus
@@ -73,13 +75,61 @@ struct met_lot {
 };
 
 /*
- * met_state_open - open or create the database at @path (and its parent
- * directory, mode 0700), WAL journal, schema created or checked.
+ * Errors about the database file itself, returned by every function of
+ * this interface (in err->code as well):
+ * MET_STATE_E_LOCKED: another connection held a lock longer than the wait
+ *   given at open (SQLITE_BUSY / SQLITE_LOCKED, sqlite.org/rescode.html).
+ *   The function changed nothing (its transaction was not begun or was
+ *   rolled back). err->message names the file and, when /proc/locks shows
+ *   it, the process holding the lock.
+ * MET_STATE_E_DAMAGED: SQLite found the file damaged or not a database
+ *   (SQLITE_CORRUPT, SQLITE_NOTADB, or PRAGMA quick_check not "ok" at
+ *   open). Nothing is written to the file, and no WAL checkpoint is made
+ *   when it is closed (SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE).
+ * met_state_advice() prints what a registrar should do about either.
+ */
+#define MET_STATE_E_LOCKED FIRMANTE_E_BUSY
+#define MET_STATE_E_DAMAGED FIRMANTE_E_BAD_DOCUMENT
+
+/* Seconds met_state_open() waits for a lock; the most met_state_open_wait() accepts. */
+#define MET_STATE_WAIT_DEFAULT 10u
+#define MET_STATE_WAIT_MAX 3600u
+
+/*
+ * met_state_open_wait - open or create the database at @path (and its
+ * parent directory, mode 0700): PRAGMA quick_check first (reads only),
+ * then WAL journal, schema created or checked.
+ * @wait_s: seconds each statement waits for a lock held by another
+ *   connection (sqlite3_busy_timeout), 0 to MET_STATE_WAIT_MAX.
  * @out: written on success; close with met_state_close().
  * Returns 0, FIRMANTE_E_IO (cannot open or create: @err says why),
- * FIRMANTE_E_CONFIG (a file of another kind or schema), FIRMANTE_E_NOMEM.
+ * FIRMANTE_E_CONFIG (no path, a path over 4095 bytes, a file of another
+ * kind or schema), FIRMANTE_E_INVALID (@wait_s too large),
+ * MET_STATE_E_LOCKED, MET_STATE_E_DAMAGED, FIRMANTE_E_NOMEM.
  */
+int met_state_open_wait(const char *path, unsigned wait_s, met_state **out,
+			struct met_error *err);
+
+/* met_state_open - met_state_open_wait() with MET_STATE_WAIT_DEFAULT. */
 int met_state_open(const char *path, met_state **out, struct met_error *err);
+
+/*
+ * met_state_lock_holder - the process holding a write lock on the
+ * database @path, its -shm file (WAL) or its ".lock" file (titulos' run
+ * lock), as listed in /proc/locks (proc(5)); this process is not counted.
+ * @holder: receives "process PID (COMM)", or "" when none is found; may be
+ *   NULL when @size is 0. @size: bytes at @holder.
+ * Returns the PID, or 0 when none is found or /proc/locks is unreadable.
+ */
+long met_state_lock_holder(const char *path, char *holder, size_t size);
+
+/*
+ * met_state_advice - for err->code MET_STATE_E_LOCKED or
+ * MET_STATE_E_DAMAGED, print to @out what to do (wait and retry; restore
+ * from a backup or `sqlite3 FILE .recover` into a new file and --state);
+ * nothing for other codes. @path: the database file.
+ */
+void met_state_advice(FILE *out, const char *path, const struct met_error *err);
 
 /* met_state_close - NULL is a no-op. */
 void met_state_close(met_state *st);

@@ -5,11 +5,12 @@
 #      partial title files;
 #   2. titulos build killed with SIGKILL in the middle of a large batch:
 #      every title file left is complete;
-#   3. the state database locked by another process: report, status and
-#      submit each finish (success or a message; no hang), the database is
-#      intact afterwards;
+#   3. the state database locked by another process: report and results
+#      read on; status and submit exit 4 naming the file and the holder's
+#      PID, the database is unchanged and the MET is not contacted;
 #   4. a corrupted state database (garbage, and a damaged page): detected,
-#      named, never silently reset (the file is left byte for byte).
+#      named, exit 5 with the recovery instructions, never silently reset
+#      (the file is left byte for byte).
 # Usage: tests/drills/fault-drills.sh TITULOS [WORKDIR]
 # Prints each drill's figures and ends with "N passed, N failed".
 set -uo pipefail
@@ -91,14 +92,33 @@ echo "kill-during-build: $rows rows, $n complete titles when killed, incomplete:
 if [ $crc -eq 0 ]; then ok kill-during-build; else bad kill-during-build "an incomplete title file was left"; fi
 
 # ---- 3. state database locked by another process -------------------------
-# Another process holds an exclusive SQLite transaction for 20 s. Readers
-# still read (WAL); commands that must write wait up to the busy timeout.
-# Each command must finish (no hang), end in success or in a message, and
-# leave the database intact.
+# Another process holds the SQLite write lock for 20 s. Readers still read
+# (WAL): report and results succeed. Commands that must write wait
+# --wait-lock seconds (default 10), then exit 4 naming the file and the
+# holder's PID, change nothing and send nothing: a verified title is
+# waiting, and a listener at the MET URL counts every connection.
 d="$work/locked"; mkdir -p "$d/in"
-printf '[met]\nprofile = sandbox\nurl = https://127.0.0.1:9/met-ws/services/\nretries = 0\n' >"$d/met.conf"
+port_file="$d/port" conns="$d/connections"
+python3 - "$port_file" "$conns" <<'PY' &
+import socket, sys, pathlib
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(8)
+pathlib.Path(sys.argv[1]).write_text(str(s.getsockname()[1]))
+n = 0
+while True:
+    c, _ = s.accept(); n += 1
+    pathlib.Path(sys.argv[2]).write_text(str(n)); c.close()
+PY
+listener=$!
+for _ in $(seq 1 500); do [ -s "$port_file" ] && break; sleep 0.01; done
+printf '[met]\nprofile = sandbox\nurl = https://127.0.0.1:%s/met-ws/services/\nretries = 0\n' \
+  "$(cat "$port_file")" >"$d/met.conf"
 export FIRMANTE_MET_USUARIO=drill FIRMANTE_MET_PASSWORD=drill
 "$titulos" report --state "$d/t.db" >/dev/null 2>&1
+# A verified title waiting for upload (submit re-reads the file and compares
+# its SHA-256 before it builds a lot).
+printf '<TituloElectronico folioControl="DRILL-1"/>\n' >"$d/DRILL-1.xml"
+sha=$(sha256sum "$d/DRILL-1.xml" | cut -d' ' -f1)
+sqlite3 "$d/t.db" "INSERT INTO titles(folio, status, path, sha256, uploads) VALUES ('DRILL-1', 'verified', '$d/DRILL-1.xml', '$sha', 0)"
 python3 - "$d/t.db" "$d/locked.flag" <<'PY' &
 import sqlite3, sys, time, pathlib
 c = sqlite3.connect(sys.argv[1], isolation_level=None)
@@ -111,26 +131,37 @@ PY
 holder=$!
 for _ in $(seq 1 500); do [ -e "$d/locked.flag" ] && break; sleep 0.01; done
 lock_ok=1
-for cmd in report status submit; do
+for cmd in report results status submit submit-in; do
   case $cmd in
-    report) args=(report --state "$d/t.db") ;;
-    status) args=(status --state "$d/t.db" --met "$d/met.conf") ;;
-    submit) args=(submit --in "$d/in" --state "$d/t.db" --met "$d/met.conf") ;;
+    report) args=(report --state "$d/t.db"); want=0 ;;
+    results) args=(results --state "$d/t.db"); want=0 ;;
+    status) args=(status --state "$d/t.db" --met "$d/met.conf"); want=4 ;;
+    submit) args=(submit --wait-lock 2 --state "$d/t.db" --met "$d/met.conf"); want=4 ;;
+    submit-in) args=(submit --wait-lock 0 --in "$d/in" --state "$d/t.db" --met "$d/met.conf"); want=4 ;;
   esac
   start=$(date +%s%N)
   timeout 60 "$titulos" "${args[@]}" >"$d/$cmd.out" 2>"$d/$cmd.err"; rc=$?
   ms=$((($(date +%s%N) - start) / 1000000))
-  echo "state-locked $cmd: exit $rc after $ms ms, message: $(head -c 160 "$d/$cmd.err" | tr '\n' ' ')"
-  if [ $rc -eq 124 ] || { [ $rc -ne 0 ] && [ ! -s "$d/$cmd.err" ]; }; then lock_ok=0; fi
+  echo "state-locked $cmd: exit $rc (want $want) after $ms ms, message: $(head -c 300 "$d/$cmd.err" | tr '\n' ' ')"
+  if [ $rc -ne $want ]; then lock_ok=0; echo "  wrong exit status" >&2; fi
+  if [ $want -eq 4 ] && ! { grep -q "$d/t.db: the state database is locked by process $holder" "$d/$cmd.err" &&
+                             grep -q "nothing was changed and nothing was sent" "$d/$cmd.err"; }; then
+    lock_ok=0; echo "  the message does not name the file, the holder or what happened" >&2
+  fi
 done
 kill $holder 2>/dev/null; wait $holder 2>/dev/null
 integrity=$(sqlite3 "$d/t.db" 'PRAGMA integrity_check' 2>&1)
+row=$(sqlite3 "$d/t.db" "SELECT status, uploads, (SELECT COUNT(*) FROM lots) FROM titles WHERE folio = 'DRILL-1'")
+contacted=$(cat "$conns" 2>/dev/null || echo 0)
+zips=$(find "$d" -name '*.zip' | wc -l)
+kill $listener 2>/dev/null; wait $listener 2>/dev/null
 "$titulos" report --state "$d/t.db" >/dev/null 2>&1; after=$?
-echo "state-locked: integrity '$integrity', report after the lock is released: exit $after"
-if [ $lock_ok -eq 1 ] && [ "$integrity" = ok ] && [ $after -eq 0 ]; then
+echo "state-locked: integrity '$integrity', title '$row' (status|uploads|lots), connections to the MET URL $contacted, lot ZIPs left $zips, report after the lock is released: exit $after"
+if [ $lock_ok -eq 1 ] && [ "$integrity" = ok ] && [ "$row" = "verified|0|0" ] &&
+   [ "$contacted" = 0 ] && [ "$zips" -eq 0 ] && [ $after -eq 0 ]; then
   ok state-locked
 else
-  bad state-locked "a command hung or failed silently, or the database is damaged"
+  bad state-locked "a command did not report the lock (exit 4), changed the database or contacted the MET"
 fi
 
 # ---- 4. corrupted state database ----------------------------------------
@@ -153,11 +184,23 @@ PY
   "$titulos" report --state "$d/t.db" >"$d/stdout" 2>"$d/stderr"; rc=$?
   "$titulos" report --state "$d/t.db" >/dev/null 2>"$d/stderr2"; rc2=$?
   after=$(sha256sum "$d/t.db" | cut -d' ' -f1)
-  echo "state-corrupt-$kind: exit $rc (again: $rc2), file unchanged: $([ "$before" = "$after" ] && echo yes || echo NO), message: $(head -c 200 "$d/stderr")"
-  if [ $rc -eq 3 ] && [ $rc2 -eq 3 ] && [ "$before" = "$after" ] && grep -q "t.db" "$d/stderr"; then
+  "$titulos" submit --state "$d/t.db" --met "$work/locked/met.conf" >/dev/null 2>"$d/stderr3"; rc3=$?
+  after=$(sha256sum "$d/t.db" | cut -d' ' -f1)
+  others=$(find "$d" -name 't.db?*' | wc -l)
+  echo "state-corrupt-$kind: exit $rc (again: $rc2, submit: $rc3), file unchanged: $([ "$before" = "$after" ] && echo yes || echo NO), files beside it: $others, message: $(head -c 400 "$d/stderr" | tr '\n' ' ')"
+  if [ $rc -eq 5 ] && [ $rc2 -eq 5 ] && [ $rc3 -eq 5 ] && [ "$before" = "$after" ] &&
+     grep -q "$d/t.db: the state database is damaged" "$d/stderr" &&
+     grep -qF "sqlite3 '$d/t.db' .recover | sqlite3 '$d/t.db.recovered'" "$d/stderr"; then
     ok state-corrupt-$kind
+    # The recovery the message gives works: .recover into a new file, --state.
+    sqlite3 "$d/t.db" .recover 2>/dev/null | sqlite3 "$d/t.db.recovered" 2>/dev/null
+    if "$titulos" report --state "$d/t.db.recovered" >/dev/null 2>"$d/stderr4"; then
+      ok state-corrupt-$kind-recover
+    else
+      bad state-corrupt-$kind-recover "titulos report on the recovered file: $(head -c 200 "$d/stderr4")"
+    fi
   else
-    bad state-corrupt-$kind "expected exit 3 naming the file, twice, and the file untouched"
+    bad state-corrupt-$kind "expected exit 5 naming the file with the recovery command, three times, and the file untouched"
   fi
 done
 
