@@ -217,8 +217,8 @@ const char *agent_audit_path(const struct agent_audit *a);
  * agent_audit_append - write one record (JSON object on one line, members
  * seq, time, event, caller, ..., decision, result, prev = SHA-256 of the
  * previous line or 64 zeros) with one write(2) and one fdatasync(2) (which
- * also makes durable any deferred record before it), then replace
- * <log>.head (no sync of its own; docs/security.md). Serialised between
+ * also makes durable any deferred record before it), then rewrite
+ * <log>.head in place (no sync of its own; docs/security.md). Serialised between
  * threads. NULL @a is a no-op (returns 0).
  * Returns 0, FIRMANTE_E_IO (the caller must then withhold the signature),
  * FIRMANTE_E_NOMEM.

@@ -8,7 +8,7 @@
  * results leave the agent: agent_audit_append_deferred, agent_audit_sync).
  * A small "head" file beside the log (<log>.head: last sequence number
  * and hash) lets the verifier notice lines cut off at the end; it is
- * replaced by rename(2) without a sync of its own (docs/security.md: it is
+ * rewritten in place without a sync of its own (docs/security.md: it is
  * advisory, checked against the log, and never ahead of a durable log).
  */
 #include <errno.h>
@@ -38,6 +38,7 @@ struct agent_audit {
 	char head_path[AGENT_PATH_MAX + 8];
 	unsigned long long seq;  /* of the last record written */
 	char prev[65];           /* SHA-256 (hex) of the last line */
+	int head_fd;             /* <log>.head, opened at the first record */
 	off_t known_size;        /* log size after our last read or write, -1: unknown */
 	bool unsynced;           /* records written since the last fdatasync */
 	bool head_stale;         /* the head file lags the log (deferred records) */
@@ -163,6 +164,7 @@ int agent_audit_open(const char *path, struct agent_audit **out, char *err, size
 	if (!a)
 		return FIRMANTE_E_NOMEM;
 	a->fd = -1;
+	a->head_fd = -1;
 	a->known_size = -1;
 	pthread_mutex_init(&a->mu, NULL);
 	snprintf(a->path, sizeof(a->path), "%s", path);
@@ -192,6 +194,8 @@ void agent_audit_close(struct agent_audit *a)
 		return;
 	if (a->fd >= 0)
 		close(a->fd);
+	if (a->head_fd >= 0)
+		close(a->head_fd);
 	pthread_mutex_destroy(&a->mu);
 	free(a);
 }
@@ -208,36 +212,36 @@ static void set_str(json_t *o, const char *k, const char *v)
 }
 
 /*
- * <log>.head: "SEQ HASH\n" of the last record, replaced by rename(2) of a
- * temporary file. No fsync: a crash may leave an older head (or none), but
- * never one ahead of the durable log, since it is written after the log's
- * own fdatasync. Failures are logged, not fatal (the log is the record).
+ * <log>.head: "SEQ HASH\n" of the last record, SEQ zero-padded to 20
+ * digits so that every head has the same 86 bytes: rewritten in place with
+ * one pwrite(2) at offset 0 on a descriptor kept open (one sector: a crash
+ * leaves the old or the new head). No fsync: a crash may leave an older
+ * head, but never one ahead of the durable log, since it is written after
+ * the log's own fdatasync. Failures are logged, not fatal (the log is the
+ * record; docs/security.md).
  */
+#define HEAD_LEN 86
 static void write_head(struct agent_audit *a)
 {
-	char head[128], tmp[sizeof(a->head_path) + 8];
-	int n, fd;
-	bool ok = false;
+	char head[HEAD_LEN + 1];
+	int n = snprintf(head, sizeof(head), "%020llu %s\n", a->seq, a->prev);
+	bool ok = n == HEAD_LEN;
 
-	n = snprintf(head, sizeof(head), "%llu %s\n", a->seq, a->prev);
-	if (n <= 0 || (size_t)n >= sizeof(head) ||
-	    snprintf(tmp, sizeof(tmp), "%s.tmp", a->head_path) >= (int)sizeof(tmp))
-		goto out;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0)
-		goto out;
-	ok = write(fd, head, (size_t)n) == n;
-	if (close(fd) != 0)
-		ok = false;
-	if (ok && rename(tmp, a->head_path) != 0)
-		ok = false;
-	if (!ok)
-		unlink(tmp);
-out:
+	if (ok && a->head_fd < 0) {
+		a->head_fd = open(a->head_path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+		/* A head of another length (an older agent's) is cut to ours. */
+		ok = a->head_fd >= 0 && ftruncate(a->head_fd, HEAD_LEN) == 0;
+	}
 	if (ok)
+		ok = pwrite(a->head_fd, head, HEAD_LEN, 0) == HEAD_LEN;
+	if (ok) {
 		a->head_stale = false;
-	else
+	} else {
 		agent_log("audit log %s: the head file could not be written", a->path);
+		if (a->head_fd >= 0)
+			close(a->head_fd);
+		a->head_fd = -1;
+	}
 }
 
 /* fdatasync of the records written so far, then the head file. Caller holds a->mu. */
