@@ -187,6 +187,7 @@ def body(env):
     browser(env)
     unattended(env)
     final_try(env)
+    kept_logins(env)
     pin_cache(env)
     group_access(env)
     cap_413(env)
@@ -679,6 +680,101 @@ def final_try(env):
           f"final try, holder confirms the warned dialog: one login, signed ({st})")
 
 
+# ------------------------------------------------------------------ kept logins
+
+def after(log, mark):
+    """Shim calls after the first @mark lines of the log."""
+    return shim_calls(log)[mark:]
+
+
+def dialogs(ag, word):
+    """How many @word commands the pinentry stand-in of @ag was sent."""
+    if not os.path.exists(ag.pelog):
+        return 0
+    return open(ag.pelog, encoding="utf-8").read().count(word)
+
+
+def kept_logins(env):
+    """The token's session is kept; its login only for the owner of the PIN
+    (docs/security.md, "Kept sessions and logins")."""
+    st, _, o = ta.request(env.approve.sock, "GET", "/v1/keys")
+    nocert = o["keys"][0]["no_certificado"]
+    exe = os.path.realpath(sys.executable)
+    polpin = os.path.join(env.work, "kept.pin")
+    with open(polpin, "w") as f:
+        f.write(PIN + "\n")
+    os.chmod(polpin, 0o600)
+    pol = os.path.join(env.work, "policy-kept.conf")
+    with open(pol, "w") as f:
+        f.write(f"[caller nightly]\nuid = 0\nexe = {exe}\nmode = unattended\n"
+                f"daily-cap = 1000\nkey = {nocert}\npin-file = {polpin}\n")
+    ag = env.agent("kept", env.stub(), extra=f"policy = {pol}")
+    ta.request(ag.sock, "GET", "/v1/keys")  # the identities are read here, once
+
+    # An unattended batch of 50: one session, one login, kept afterwards.
+    mark = len(shim_calls(ag.shimlog))
+    st, _, lines = batch_stream(ag.sock, batch_body(env, 50))
+    calls = after(ag.shimlog, mark)
+    check(st == 200 and len([ln for ln in lines if "sello" in ln]) == 50 and
+          calls.count("C_Sign") == 50 and calls.count("C_Login") == 1 and
+          calls.count("C_OpenSession") == 1 and "C_Logout" not in calls and
+          "C_FindObjectsInit" in calls and calls.count("C_FindObjectsInit") == 1,
+          f"unattended batch of 50: 50 C_Sign, 1 C_OpenSession, 1 C_Login, 1 key search "
+          f"({calls.count('C_Sign')} {calls.count('C_OpenSession')} {calls.count('C_Login')} "
+          f"{calls.count('C_FindObjectsInit')})")
+    mark = len(shim_calls(ag.shimlog))
+    st, _, o = ta.request(ag.sock, "POST", "/v1/sign", ta.sign_body(env.doc, "01", "k-1"))
+    calls = after(ag.shimlog, mark)
+    check(st == 200 and calls.count("C_Sign") == 1 and "C_Login" not in calls and
+          "C_OpenSession" not in calls and "C_Logout" not in calls,
+          f"the same policy's next request signs on the kept login ({st} {calls})")
+
+    # Another caller (curl is not the policy's executable): interactive.
+    # The policy's login ends first; the holder's PIN logs in; out after.
+    mark = len(shim_calls(ag.shimlog))
+    pins = dialogs(ag, "GETPIN")
+    r = subprocess.run(["curl", "-s", "--unix-socket", ag.sock, "-H",
+                        "Content-Type: application/json", "--data-binary",
+                        json.dumps(ta.sign_body(env.doc, "01", "k-2")),
+                        "http://localhost/v1/sign"], capture_output=True, text=True, timeout=60)
+    try:
+        o = json.loads(r.stdout)
+    except ValueError:
+        o = {}
+    calls = [c for c in after(ag.shimlog, mark) if c in ("C_Login", "C_Logout", "C_Sign")]
+    check("sello" in o and calls == ["C_Logout", "C_Login", "C_Sign", "C_Logout"] and
+          dialogs(ag, "GETPIN") == pins + 1,
+          f"interactive after unattended: C_Logout, then C_Login with the holder's PIN, "
+          f"C_Sign, C_Logout ({calls} {o.get('code')})")
+    mark = len(shim_calls(ag.shimlog))
+    st, _, o = ta.request(ag.sock, "POST", "/v1/sign", ta.sign_body(env.doc, "01", "k-3"))
+    calls = [c for c in after(ag.shimlog, mark) if c in ("C_Login", "C_Logout", "C_Sign")]
+    check(st == 200 and calls == ["C_Login", "C_Sign"],
+          f"unattended again: its own login from the PIN file ({calls})")
+
+    # A batch the holder approved: one PIN; the card resets every 2
+    # signatures and the batch logs in again with the PIN it holds, without
+    # asking; the login ends (C_Logout) with the batch.
+    ctl = os.path.join(env.work, "kept-reset.ctl")
+    write_control(ctl, "reset_after=2\n")
+    hb = env.agent("kept-holder", env.stub(), control=ctl)
+    ta.request(hb.sock, "GET", "/v1/keys")
+    mark = len(shim_calls(hb.shimlog))
+    st, _, lines = batch_stream(hb.sock, batch_body(env, 5))
+    for _ in range(50):  # the batch ends after its last line is read
+        calls = [c for c in after(hb.shimlog, mark) if c in ("C_Login", "C_Logout", "C_Sign")]
+        if calls and calls[-1] == "C_Logout":
+            break
+        time.sleep(0.1)
+    check(st == 200 and len([ln for ln in lines if "sello" in ln]) == 5 and
+          dialogs(hb, "GETPIN") == 1 and dialogs(hb, "CONFIRM") == 1 and
+          calls == ["C_Login", "C_Sign", "C_Sign", "C_Login", "C_Sign", "C_Sign", "C_Login",
+                    "C_Sign", "C_Logout"],
+          f"holder's batch: one PIN, the reset sessions recovered with it, C_Logout at the "
+          f"end ({calls})")
+    write_control(ctl, "")
+
+
 # ------------------------------------------------------------------ PIN cache
 
 def pin_cache(env):
@@ -804,6 +900,7 @@ def cap_413(env):
 
 def pin_grep(env):
     secrets = {env.pinfile, os.path.join(env.work, "policy.pin"),
+               os.path.join(env.work, "kept.pin"),
                os.path.join(env.work, "creds", "rectoria-pin")}
     leaks = []
     for root, dirs, files in os.walk(env.work):
