@@ -1178,16 +1178,20 @@ int fp11_find_identity(fp11_ctx *ctx, const char *uri, struct fp11_identity **ou
 		rc = FIRMANTE_E_KEY_NOT_FOUND;
 		goto out;
 	}
-	/* The cache first; a miss (or an ambiguous match) rescans once. */
-	rc = id_cache_get(ctx, 0, &ids, &n);
+	/* The cache first (only the match is copied); a miss (or an
+	 * ambiguous match) reads the tokens once more. */
+	pthread_mutex_lock(&ctx->lock);
+	rc = 1;
+	if (ctx->ids.valid && uri_matches(u, ctx->ids.v, ctx->ids.n, &which) == 1)
+		rc = ids_copy(&ctx->ids.v[which], 1, &one);
+	pthread_mutex_unlock(&ctx->lock);
 	if (rc < 0)
 		goto out;
-	if (rc == 0)
-		found = uri_matches(u, ids, n, &which);
-	if (rc == 1 || found != 1) {
-		fp11_identities_free(ids, n);
-		ids = NULL;
-		n = 0;
+	if (rc == 0) {
+		*out = one;
+		goto out;
+	}
+	{
 		rc = id_cache_refresh(ctx, &ids, &n);
 		if (rc != 0) {
 			ids = NULL;

@@ -257,11 +257,16 @@ def test_pause_deadline(work, shim, doc0, pinfile):
     try:
         body, _ = batch(doc0, "secretario", 10, 6000000)
         state = {"removed": False}
+        # A token as slow as a hardware one (20 ms per signature): the agent
+        # sends each sello as it is made (it groups the audit syncs of
+        # signatures made within 10 ms only), so the token can be pulled
+        # out while titles are still left.
+        shim.control("slot_offset=14\nsign_delay_ms=20\n")
 
         def on_line(obj, lines):
             if not state["removed"] and sum(1 for ln in lines if "sello" in ln) >= 3:
                 state["removed"] = True
-                shim.control("removed=1\nslot_offset=14\n")
+                shim.control("removed=1\nslot_offset=14\nsign_delay_ms=20\n")
 
         t0 = time.monotonic()
         st, lines = stream(agent.sock, body, on_line)
