@@ -687,8 +687,8 @@ static int poll_lots(const struct common *c, met_state *st, const struct met_pro
 		int rc = met_result_read_zip(zip, zlen, num, &rows, &nrows, &e);
 		free(zip);
 		if (rc) {
-			fprintf(stderr, "titulos: lot %s: the result cannot be read: %s (kept in %s)\n",
-				num, e.message, path);
+			fprintf(stderr, "titulos: the result file of lot %s could not be read: %s; "
+					"it is kept at %s\n", num, e.message, path);
 			status = EXIT_FAILURE_IO;
 			(*pending)++;
 			continue;

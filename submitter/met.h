@@ -182,18 +182,23 @@ struct met_result_row {
  * met_result_read_xls - read ResultadoCargaTitulos<N>.xls (BIFF8) with
  * FreeXL: sheet "Resultado", columns found by header name (ARCHIVO,
  * ESTATUS, DESCRIPCION, FOLIO CONTROL) in row 0, every following row;
- * ESTATUS read as a number.
+ * ESTATUS read as a number. FreeXL runs in the separate, limited program
+ * titulos-result-reader (result-reader.h): its crash, hang or malformed
+ * answer is returned as an error, never felt by the caller.
  * @rows: malloc'd array (caller frees), @n its count; written on success.
  * Returns 0, FIRMANTE_E_INVALID (not a workbook, sheet or column missing,
- * ESTATUS not 1 or 2), FIRMANTE_E_TOO_LARGE, FIRMANTE_E_NOMEM.
+ * ESTATUS not 1 or 2; the reader crashed, failed or answered malformed),
+ * FIRMANTE_E_TOO_LARGE, FIRMANTE_E_TIMEOUT (the reader ran over its
+ * RESULT_READER_TIMEOUT_MS and was killed), FIRMANTE_E_IO (the reader is
+ * not installed or cannot be started), FIRMANTE_E_NOMEM.
  */
 int met_result_read_xls(const char *xls_path, struct met_result_row **rows, size_t *n,
 			struct met_error *err);
 
 /*
  * met_result_read_zip - the ZIP of descarga: exactly one .xls entry, CRC
- * checked, extracted to a private temporary file and read with
- * met_result_read_xls().
+ * checked (met_result_zip_entry), extracted to a private temporary file and
+ * read as met_result_read_xls() does.
  * @numero: when not NULL, the entry must be ResultadoCargaTitulos<numero>.xls.
  * Returns as met_result_read_xls, plus FIRMANTE_E_IO.
  */

@@ -1,6 +1,7 @@
 /*
  * The MET result report (descargaTituloElectronico): a ZIP holding
- * ResultadoCargaTitulos<numeroLote>.xls, read with FreeXL by column name.
+ * ResultadoCargaTitulos<numeroLote>.xls, read by column name with FreeXL
+ * in a separate, limited process (result_reader.c, result-reader.h).
  * See met.h and ../shared/spec/met-web-service.md §6.
  */
 #include <errno.h>
@@ -10,12 +11,21 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <freexl.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <zip.h>
 
 #include "firmante/protocol.h"
 #include "firmante/util.h"
 #include "met.h"
+#include "result-reader.h"
+
+extern char **environ;
 
 #define MAX_XLS_BYTES (64u * 1024u * 1024u)
 
@@ -30,24 +40,6 @@ static int fail(struct met_error *err, int code, const char *fmt, ...)
 		va_end(ap);
 	}
 	return code;
-}
-
-/* Cell as text ("" for empty); numbers in %g. */
-static void cell_text(const FreeXL_CellValue *v, char *dst, size_t size)
-{
-	switch (v->type) {
-	case FREEXL_CELL_INT: snprintf(dst, size, "%d", v->value.int_value); break;
-	case FREEXL_CELL_DOUBLE: snprintf(dst, size, "%.15g", v->value.double_value); break;
-	case FREEXL_CELL_TEXT:
-	case FREEXL_CELL_SST_TEXT:
-	case FREEXL_CELL_DATE:
-	case FREEXL_CELL_DATETIME:
-	case FREEXL_CELL_TIME:
-		fm_trim_copy(dst, size, v->value.text_value ? v->value.text_value : "",
-			     v->value.text_value ? strlen(v->value.text_value) : 0);
-		break;
-	default: dst[0] = '\0';
-	}
 }
 
 /*
@@ -103,133 +95,280 @@ out:
 	return rc;
 }
 
-int met_result_read_xls(const char *xls_path, struct met_result_row **rows, size_t *n,
-			struct met_error *err)
+static int read_xls_labelled(const char *xls_path, const char *label,
+			     struct met_result_row **rows, size_t *n, struct met_error *err)
 {
-	const void *h = NULL;
-	struct met_result_row *out = NULL;
-	int rc;
-	unsigned int sheets = 0, nrows = 0;
-	unsigned short ncols = 0;
-	int sheet = -1;
-	char widened[] = "/tmp/titulos-resultado-XXXXXX";
-	int have_widened = 0;
-	if (freexl_open(xls_path, &h) != FREEXL_OK || !h) {
-		if (h)
-			freexl_close(h);
-		h = NULL;
-		if (widen_dimensions(xls_path, widened) == 0) {
-			have_widened = 1;
-			if (freexl_open(widened, &h) != FREEXL_OK) {
-				/* FreeXL may hand back a half-built handle with
-				 * an error: close it as after the first try. */
-				if (h)
-					freexl_close(h);
-				h = NULL;
-			}
+	char reader[4096];
+	if (met_result_reader_path(reader, sizeof(reader)) != 0)
+		return fail(err, FIRMANTE_E_IO, "%s: the result reader program %s is not "
+						"installed (looked beside titulos and in %s; "
+						"$%s overrides)", label, RESULT_READER_NAME,
+			    FIRMANTE_RESULT_READER_PATH, RESULT_READER_ENV);
+	return met_result_read_xls_with(reader, RESULT_READER_TIMEOUT_MS, xls_path, label, rows,
+					n, err);
+}
+
+int met_result_reader_path(char *buf, size_t size)
+{
+	const char *env = getenv(RESULT_READER_ENV);
+	int n;
+	if (env && *env) {
+		n = snprintf(buf, size, "%s", env);
+		return n < 0 || (size_t)n >= size || access(buf, X_OK) != 0 ? -1 : 0;
+	}
+	char self[4096];
+	ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (len > 0) {
+		self[len] = '\0';
+		char *slash = strrchr(self, '/');
+		if (slash) {
+			*slash = '\0';
+			n = snprintf(buf, size, "%s/%s", self, RESULT_READER_NAME);
+			if (n > 0 && (size_t)n < size && access(buf, X_OK) == 0)
+				return 0;
 		}
 	}
-	if (!h) {
-		rc = fail(err, FIRMANTE_E_INVALID, "%s: not a legacy Excel (.xls) workbook", xls_path);
+	n = snprintf(buf, size, "%s", FIRMANTE_RESULT_READER_PATH);
+	return n < 0 || (size_t)n >= size || access(buf, X_OK) != 0 ? -1 : 0;
+}
+
+/* One string member of @o, shorter than @size; copied to @dst. */
+static int member_text(json_t *o, const char *key, char *dst, size_t size)
+{
+	json_t *v = json_object_get(o, key);
+	if (!json_is_string(v) || json_string_length(v) >= size ||
+	    memchr(json_string_value(v), '\0', json_string_length(v)))
+		return -1;
+	memcpy(dst, json_string_value(v), json_string_length(v) + 1);
+	return 0;
+}
+
+int met_result_parse_answer(const char *out, size_t len, const char *label,
+			    struct met_result_row **rows, size_t *n, struct met_error *err)
+{
+	json_error_t jerr;
+	struct met_result_row *res = NULL;
+	int rc;
+	json_t *root = json_loadb(out, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!json_is_object(root)) {
+		rc = fail(err, FIRMANTE_E_INVALID, "%s: the result reader gave no usable answer "
+						   "(%s)", label, root ? "not an object" : jerr.text);
 		goto out;
 	}
-	if (freexl_get_info(h, FREEXL_BIFF_SHEET_COUNT, &sheets) != FREEXL_OK)
-		sheets = 0;
-	for (unsigned int i = 0; i < sheets && i < 64; i++) {
-		const char *name = NULL;
-		if (freexl_get_worksheet_name(h, (unsigned short)i, &name) == FREEXL_OK && name &&
-		    strcmp(name, "Resultado") == 0)
-			sheet = (int)i;
-	}
-	if (sheet < 0) {
-		rc = fail(err, FIRMANTE_E_INVALID, "%s: no sheet named Resultado", xls_path);
+	json_t *e = json_object_get(root, "error"), *arr = json_object_get(root, "rows");
+	if (e) {
+		char code[16], msg[200];
+		if (json_object_size(root) != 2 || member_text(root, "error", code, sizeof(code)) ||
+		    member_text(root, "message", msg, sizeof(msg))) {
+			rc = fail(err, FIRMANTE_E_INVALID, "%s: the result reader's error answer is "
+							   "malformed", label);
+			goto out;
+		}
+		for (char *c = msg; *c; c++)
+			if ((unsigned char)*c < 0x20 || *c == 0x7f)
+				*c = ' ';
+		rc = strcmp(code, "too-large") == 0 ? FIRMANTE_E_TOO_LARGE
+		     : strcmp(code, "nomem") == 0   ? FIRMANTE_E_NOMEM
+						    : FIRMANTE_E_INVALID;
+		rc = fail(err, rc, "%s: %s", label, msg);
 		goto out;
 	}
-	if (freexl_select_active_worksheet(h, (unsigned short)sheet) != FREEXL_OK ||
-	    freexl_worksheet_dimensions(h, &nrows, &ncols) != FREEXL_OK || nrows < 1) {
-		rc = fail(err, FIRMANTE_E_INVALID, "%s: the Resultado sheet is empty", xls_path);
+	if (json_object_size(root) != 1 || !json_is_array(arr)) {
+		rc = fail(err, FIRMANTE_E_INVALID, "%s: the result reader's answer has no rows",
+			  label);
 		goto out;
 	}
-	if (nrows - 1 > MET_MAX_RESULT_ROWS) {
-		rc = fail(err, FIRMANTE_E_TOO_LARGE, "%s: more than %u result rows", xls_path,
+	size_t count = json_array_size(arr);
+	if (count > MET_MAX_RESULT_ROWS) {
+		rc = fail(err, FIRMANTE_E_TOO_LARGE, "%s: more than %u result rows", label,
 			  MET_MAX_RESULT_ROWS);
 		goto out;
 	}
-	static const char *const names[4] = { "ARCHIVO", "ESTATUS", "DESCRIPCION",
-					      "FOLIO CONTROL" };
-	int col[4] = { -1, -1, -1, -1 };
-	for (unsigned short c = 0; c < ncols && c < 256; c++) {
-		FreeXL_CellValue v;
-		char t[128];
-		if (freexl_get_cell_value(h, 0, c, &v) != FREEXL_OK)
-			continue;
-		cell_text(&v, t, sizeof(t));
-		for (int k = 0; k < 4; k++)
-			if (strcmp(t, names[k]) == 0 && col[k] < 0)
-				col[k] = c;
-	}
-	for (int k = 0; k < 4; k++)
-		if (col[k] < 0) {
-			rc = fail(err, FIRMANTE_E_INVALID, "%s: no column headed %s in row 1",
-				  xls_path, names[k]);
-			goto out;
-		}
-	out = calloc(nrows > 1 ? nrows - 1 : 1, sizeof(*out));
-	if (!out) {
+	res = calloc(count ? count : 1, sizeof(*res));
+	if (!res) {
 		rc = fail(err, FIRMANTE_E_NOMEM, "out of memory");
 		goto out;
 	}
-	size_t k = 0;
-	for (unsigned int r = 1; r < nrows; r++) {
-		FreeXL_CellValue v[4];
-		int empty = 1;
-		for (int c = 0; c < 4; c++) {
-			if (freexl_get_cell_value(h, r, (unsigned short)col[c], &v[c]) != FREEXL_OK)
-				v[c].type = FREEXL_CELL_NULL;
-			if (v[c].type != FREEXL_CELL_NULL)
-				empty = 0;
-		}
-		if (empty)
-			continue;
-		struct met_result_row *row = &out[k];
-		cell_text(&v[0], row->archivo, sizeof(row->archivo));
-		cell_text(&v[2], row->descripcion, sizeof(row->descripcion));
-		cell_text(&v[3], row->folio, sizeof(row->folio));
-		double e = v[1].type == FREEXL_CELL_INT      ? v[1].value.int_value
-			   : v[1].type == FREEXL_CELL_DOUBLE ? v[1].value.double_value
-							     : -1;
-		if (e != 1.0 && e != 2.0) {
-			rc = fail(err, FIRMANTE_E_INVALID, "%s: row %u: ESTATUS is not the number 1 "
-							   "or 2", xls_path, r + 1);
+	for (size_t i = 0; i < count; i++) {
+		json_t *o = json_array_get(arr, i), *st = json_object_get(o, "estatus");
+		struct met_result_row *r = &res[i];
+		if (!json_is_object(o) || json_object_size(o) != 4 || !json_is_integer(st) ||
+		    (json_integer_value(st) != 1 && json_integer_value(st) != 2) ||
+		    member_text(o, "archivo", r->archivo, sizeof(r->archivo)) ||
+		    member_text(o, "descripcion", r->descripcion, sizeof(r->descripcion)) ||
+		    member_text(o, "folio", r->folio, sizeof(r->folio))) {
+			rc = fail(err, FIRMANTE_E_INVALID, "%s: the result reader's row %zu is "
+							   "malformed", label, i + 1);
 			goto out;
 		}
-		row->estatus = (int)e;
-		k++;
+		r->estatus = (int)json_integer_value(st);
 	}
-	*rows = out;
-	*n = k;
-	out = NULL;
+	*rows = res;
+	*n = count;
+	res = NULL;
 	rc = 0;
 out:
-	free(out);
-	if (h)
-		freexl_close(h);
-	if (have_widened)
-		unlink(widened);
+	free(res);
+	json_decref(root);
 	return rc;
 }
 
-int met_result_read_zip(const uint8_t *zip, size_t len, const char *numero,
-			struct met_result_row **rows, size_t *n, struct met_error *err)
+static long ms_since(const struct timespec *t0)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long)(t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+/* Run @reader on @xls_path (and @widened): its answer into *@out (malloc'd,
+ * *@len bytes). Returns 0 when it exited 0, else an error in @err. */
+static int run_reader(const char *reader, int timeout_ms, const char *xls_path,
+		      const char *widened, const char *label, char **out, size_t *len,
+		      struct met_error *err)
+{
+	int p[2], rc = 0, status = 0;
+	pid_t pid = -1;
+	char *buf = NULL;
+	size_t used = 0, cap = 0;
+	int timed_out = 0, too_big = 0;
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t none, all;
+	char *argv[4] = { (char *)reader, (char *)xls_path, (char *)widened, NULL };
+	if (pipe2(p, O_CLOEXEC) != 0)
+		return fail(err, FIRMANTE_E_IO, "%s: cannot make a pipe: %s", label,
+			    strerror(errno));
+	/* Standard input and error /dev/null, output the pipe, nothing else open. */
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+	posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+	posix_spawnattr_init(&attr);
+	sigemptyset(&none);
+	sigfillset(&all);
+	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawnattr_setsigdefault(&attr, &all);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	int sp = posix_spawn(&pid, reader, &fa, &attr, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	close(p[1]);
+	if (sp != 0) {
+		close(p[0]);
+		return fail(err, FIRMANTE_E_IO, "%s: cannot start the result reader %s: %s", label,
+			    reader, strerror(sp));
+	}
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		long left = timeout_ms - ms_since(&t0);
+		if (left <= 0) {
+			timed_out = 1;
+			break;
+		}
+		struct pollfd pfd = { p[0], POLLIN, 0 };
+		int pr = poll(&pfd, 1, (int)left);
+		if (pr < 0 && errno == EINTR)
+			continue;
+		if (pr <= 0) {
+			timed_out = pr == 0;
+			if (pr < 0)
+				rc = fail(err, FIRMANTE_E_IO, "%s: waiting for the result reader: %s",
+					  label, strerror(errno));
+			break;
+		}
+		if (used == cap) {
+			if (cap >= RESULT_READER_MAX_OUTPUT) {
+				too_big = 1;
+				break;
+			}
+			size_t ncap = cap ? cap * 2 : 65536;
+			if (ncap > RESULT_READER_MAX_OUTPUT)
+				ncap = RESULT_READER_MAX_OUTPUT;
+			char *nb = realloc(buf, ncap);
+			if (!nb) {
+				rc = fail(err, FIRMANTE_E_NOMEM, "out of memory");
+				break;
+			}
+			buf = nb;
+			cap = ncap;
+		}
+		ssize_t r = read(p[0], buf + used, cap - used);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			rc = fail(err, FIRMANTE_E_IO, "%s: reading the result reader's answer: %s",
+				  label, strerror(errno));
+			break;
+		}
+		if (r == 0)
+			break;
+		used += (size_t)r;
+	}
+	close(p[0]);
+	if (timed_out || too_big || rc)
+		kill(pid, SIGKILL);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (rc == 0 && timed_out)
+		rc = fail(err, FIRMANTE_E_TIMEOUT, "%s: the result reader did not finish within "
+						   "%d s (stopped)", label, timeout_ms / 1000);
+	else if (rc == 0 && too_big)
+		rc = fail(err, FIRMANTE_E_INVALID, "%s: the result reader's answer is over %u "
+						   "bytes (stopped)", label,
+			  RESULT_READER_MAX_OUTPUT);
+	else if (rc == 0 && WIFSIGNALED(status))
+		rc = fail(err, FIRMANTE_E_INVALID, "%s: the result reader stopped on signal %d "
+						   "(%s): the workbook is malformed or too large",
+			  label, WTERMSIG(status), strsignal(WTERMSIG(status)));
+	else if (rc == 0 && (!WIFEXITED(status) || WEXITSTATUS(status) != 0))
+		rc = fail(err, FIRMANTE_E_INVALID, "%s: the result reader failed (exit status "
+						   "%d) on this workbook", label,
+			  WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	if (rc) {
+		free(buf);
+		return rc;
+	}
+	*out = buf;
+	*len = used;
+	return 0;
+}
+
+int met_result_read_xls_with(const char *reader, int timeout_ms, const char *xls_path,
+			     const char *label, struct met_result_row **rows, size_t *n,
+			     struct met_error *err)
+{
+	char widened[] = "/tmp/titulos-resultado-XXXXXX";
+	char *out = NULL;
+	size_t len = 0;
+	int have_widened = widen_dimensions(xls_path, widened) == 0;
+	int rc = run_reader(reader, timeout_ms > 0 ? timeout_ms : 1, xls_path,
+			    have_widened ? widened : NULL, label, &out, &len, err);
+	if (have_widened)
+		unlink(widened);
+	if (rc)
+		return rc;
+	rc = met_result_parse_answer(out, len, label, rows, n, err);
+	free(out);
+	return rc;
+}
+
+int met_result_read_xls(const char *xls_path, struct met_result_row **rows, size_t *n,
+			struct met_error *err)
+{
+	return read_xls_labelled(xls_path, xls_path, rows, n, err);
+}
+
+int met_result_zip_entry(const uint8_t *zip, size_t len, const char *numero, char **data,
+			 size_t *size, struct met_error *err)
 {
 	int rc;
 	zip_error_t ze;
 	zip_source_t *src = NULL;
 	zip_t *z = NULL;
 	zip_file_t *zf = NULL;
-	char *data = NULL;
-	char tmpl[] = "/tmp/titulos-resultado-XXXXXX";
-	int fd = -1;
+	char *buf = NULL;
 	zip_error_init(&ze);
 	src = zip_source_buffer_create(zip, len, 0, &ze);
 	z = src ? zip_open_from_source(src, ZIP_RDONLY | ZIP_CHECKCONS, &ze) : NULL;
@@ -245,7 +384,8 @@ int met_result_read_zip(const uint8_t *zip, size_t len, const char *numero,
 		goto out;
 	}
 	zip_stat_t zs;
-	if (zip_stat_index(z, 0, 0, &zs) != 0 || !(zs.valid & ZIP_STAT_SIZE)) {
+	if (zip_stat_index(z, 0, 0, &zs) != 0 || !(zs.valid & ZIP_STAT_SIZE) ||
+	    !(zs.valid & ZIP_STAT_NAME)) {
 		rc = fail(err, FIRMANTE_E_INVALID, "the result ZIP cannot be listed");
 		goto out;
 	}
@@ -253,7 +393,7 @@ int met_result_read_zip(const uint8_t *zip, size_t len, const char *numero,
 		char want[96];
 		snprintf(want, sizeof(want), "ResultadoCargaTitulos%s.xls", numero);
 		if (strcmp(zs.name, want) != 0) {
-			rc = fail(err, FIRMANTE_E_INVALID, "the result ZIP holds %s, expected %s",
+			rc = fail(err, FIRMANTE_E_INVALID, "the result ZIP holds %.200s, expected %s",
 				  zs.name, want);
 			goto out;
 		}
@@ -263,11 +403,12 @@ int met_result_read_zip(const uint8_t *zip, size_t len, const char *numero,
 			  MAX_XLS_BYTES);
 		goto out;
 	}
-	data = malloc(zs.size ? zs.size : 1);
-	zf = data ? zip_fopen_index(z, 0, 0) : NULL;
-	if (!zf || zip_fread(zf, data, zs.size) != (zip_int64_t)zs.size) {
-		rc = fail(err, FIRMANTE_E_INVALID, "the result ZIP cannot be read (damaged or CRC "
-						   "error)");
+	buf = malloc(zs.size ? zs.size : 1);
+	zf = buf ? zip_fopen_index(z, 0, 0) : NULL;
+	if (!zf || zip_fread(zf, buf, zs.size) != (zip_int64_t)zs.size) {
+		rc = buf ? fail(err, FIRMANTE_E_INVALID, "the result ZIP cannot be read (damaged or "
+							 "CRC error)")
+			 : fail(err, FIRMANTE_E_NOMEM, "out of memory");
 		goto out;
 	}
 	/* reading to the end makes libzip check the CRC */
@@ -276,32 +417,52 @@ int met_result_read_zip(const uint8_t *zip, size_t len, const char *numero,
 		rc = fail(err, FIRMANTE_E_INVALID, "the result ZIP entry fails its CRC check");
 		goto out;
 	}
-	fd = mkstemp(tmpl);
-	if (fd < 0) {
-		rc = fail(err, FIRMANTE_E_IO, "cannot create a temporary file: %s", strerror(errno));
-		goto out;
-	}
-	size_t off = 0;
-	while (off < zs.size) {
-		ssize_t w = write(fd, data + off, zs.size - off);
-		if (w <= 0) {
-			rc = fail(err, FIRMANTE_E_IO, "cannot write a temporary file: %s",
-				  strerror(errno));
-			goto out;
-		}
-		off += (size_t)w;
-	}
-	rc = met_result_read_xls(tmpl, rows, n, err);
+	*data = buf;
+	*size = zs.size;
+	buf = NULL;
+	rc = 0;
 out:
-	if (fd >= 0) {
-		close(fd);
-		unlink(tmpl);
-	}
 	if (zf)
 		zip_fclose(zf);
 	if (z)
 		zip_discard(z);
 	zip_error_fini(&ze);
+	free(buf);
+	return rc;
+}
+
+int met_result_read_zip(const uint8_t *zip, size_t len, const char *numero,
+			struct met_result_row **rows, size_t *n, struct met_error *err)
+{
+	char *data = NULL;
+	size_t size = 0;
+	char tmpl[] = "/tmp/titulos-resultado-XXXXXX";
+	int rc = met_result_zip_entry(zip, len, numero, &data, &size, err);
+	if (rc)
+		return rc;
+	int fd = mkstemp(tmpl);
+	if (fd < 0) {
+		free(data);
+		return fail(err, FIRMANTE_E_IO, "cannot create a temporary file: %s",
+			    strerror(errno));
+	}
+	size_t off = 0;
+	rc = 0;
+	while (off < size) {
+		ssize_t w = write(fd, data + off, size - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			rc = fail(err, FIRMANTE_E_IO, "cannot write a temporary file: %s",
+				  w < 0 ? strerror(errno) : "nothing written");
+			break;
+		}
+		off += (size_t)w;
+	}
+	close(fd);
 	free(data);
+	if (rc == 0)
+		rc = read_xls_labelled(tmpl, "the result workbook", rows, n, err);
+	unlink(tmpl);
 	return rc;
 }

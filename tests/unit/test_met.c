@@ -5,6 +5,7 @@
  * the lot state's transitions, including "previamente registrado" for a
  * title we uploaded ourselves and the recovery of an interrupted upload.
  */
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,6 +22,7 @@
 #include "firmante/protocol.h"
 #include "firmante/util.h"
 #include "met.h"
+#include "result-reader.h"
 #include "state.h"
 
 #define RESULT_XLS FIRMANTE_SHARED_DIR "/spec/examples/met-result-lote257945.xls"
@@ -39,6 +41,13 @@ static int teardown(void **state)
 {
 	(void)state;
 	char cmd[300];
+	static const char *const readers[] = { "crash.sh", "hang.sh", "garbage.sh", "fail.sh",
+					       "fds.sh" };
+	for (size_t i = 0; i < sizeof(readers) / sizeof(readers[0]); i++) {
+		char p[400];
+		snprintf(p, sizeof(p), "%s/%s", tmpdir, readers[i]);
+		unlink(p);
+	}
 	snprintf(cmd, sizeof(cmd), "%s", tmpdir);
 	/* remove the files this test wrote, then the directory */
 	static const char *const names[] = { "c644", "c600", "met.conf", "lote.zip", "bad.zip",
@@ -113,6 +122,118 @@ static void test_real_result_zip(void **state)
 	free(zip);
 	/* not a workbook at all */
 	assert_int_equal(met_result_read_xls(RESULT_ZIP, &rows, &n, &e), FIRMANTE_E_INVALID);
+}
+
+/* A stand-in reader program: a shell script with @body. */
+static void reader_script(char *path, size_t size, const char *name, const char *body)
+{
+	char text[1024];
+	path_in(path, size, name);
+	snprintf(text, sizeof(text), "#!/bin/sh\n%s\n", body);
+	unlink(path);
+	assert_int_equal(fm_write_file_atomic(path, text, strlen(text), 0700), 0);
+	chmod(path, 0700);
+}
+
+/* The reader crashes, hangs, answers garbage or fails: each is an error of
+ * that one file, with a message, and titulos goes on. */
+static void test_result_reader_faults(void **state)
+{
+	(void)state;
+	char reader[400];
+	struct met_result_row *rows = NULL;
+	size_t n = 0;
+	struct met_error e = { 0 };
+
+	reader_script(reader, sizeof(reader), "crash.sh", "kill -SEGV $$");
+	assert_int_equal(met_result_read_xls_with(reader, 10000, RESULT_XLS, "lot 7", &rows, &n,
+						  &e), FIRMANTE_E_INVALID);
+	assert_null(rows);
+	assert_non_null(strstr(e.message, "lot 7: the result reader stopped on signal 11"));
+
+	memset(&e, 0, sizeof(e));
+	reader_script(reader, sizeof(reader), "hang.sh", "exec sleep 30");
+	assert_int_equal(met_result_read_xls_with(reader, 300, RESULT_XLS, "lot 7", &rows, &n,
+						  &e), FIRMANTE_E_TIMEOUT);
+	assert_null(rows);
+	assert_non_null(strstr(e.message, "did not finish"));
+
+	memset(&e, 0, sizeof(e));
+	reader_script(reader, sizeof(reader), "garbage.sh",
+		      "printf '{\"rows\":[{\"archivo\":\"a.xml\",\"estatus\":3,"
+		      "\"descripcion\":\"d\",\"folio\":\"f\"}]}'");
+	assert_int_equal(met_result_read_xls_with(reader, 10000, RESULT_XLS, "lot 7", &rows, &n,
+						  &e), FIRMANTE_E_INVALID);
+	assert_null(rows);
+	assert_non_null(strstr(e.message, "row 1 is malformed"));
+
+	memset(&e, 0, sizeof(e));
+	reader_script(reader, sizeof(reader), "fail.sh", "echo '{\"rows\":[]}'; exit 3");
+	assert_int_equal(met_result_read_xls_with(reader, 10000, RESULT_XLS, "lot 7", &rows, &n,
+						  &e), FIRMANTE_E_INVALID);
+	assert_non_null(strstr(e.message, "exit status 3"));
+
+	/* nothing of titulos is open in the reader but its standard streams */
+	int fd = open(RESULT_XLS, O_RDONLY); /* no O_CLOEXEC on purpose */
+	assert_true(fd > 2);
+	char body[400];
+	snprintf(body, sizeof(body),
+		 "if [ -e /proc/$$/fd/%d ]; then f=leaked; else f=closed; fi\n"
+		 "printf '{\"rows\":[{\"archivo\":\"a.xml\",\"estatus\":1,\"descripcion\":\"d\","
+		 "\"folio\":\"%%s\"}]}' $f", fd);
+	reader_script(reader, sizeof(reader), "fds.sh", body);
+	assert_int_equal(met_result_read_xls_with(reader, 10000, RESULT_XLS, "lot 7", &rows, &n,
+						  &e), 0);
+	close(fd);
+	assert_int_equal(n, 1);
+	assert_string_equal(rows[0].folio, "closed");
+	free(rows);
+}
+
+/* The parent's check of the reader's answer. */
+static void test_result_answer(void **state)
+{
+	(void)state;
+	struct met_result_row *rows = NULL;
+	size_t n = 0;
+	struct met_error e = { 0 };
+	static const char ok[] = "{\"rows\":[{\"archivo\":\"x.xml\",\"estatus\":2,"
+				 "\"descripcion\":\"No registrado\",\"folio\":\"F-1\"}]}";
+	assert_int_equal(met_result_parse_answer(ok, strlen(ok), "L", &rows, &n, &e), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(rows[0].estatus, 2);
+	assert_string_equal(rows[0].folio, "F-1");
+	free(rows);
+	rows = NULL;
+	static const char *const bad[] = {
+		"",
+		"[]",
+		"{\"rows\":{}}",
+		"{\"rows\":[],\"extra\":1}",
+		"{\"rows\":[{\"archivo\":\"x\",\"estatus\":\"1\",\"descripcion\":\"\",\"folio\":\"\"}]}",
+		"{\"rows\":[{\"archivo\":\"x\",\"estatus\":1,\"descripcion\":\"\"}]}",
+		"{\"rows\":[{\"archivo\":\"x\\u0000y\",\"estatus\":1,\"descripcion\":\"\",\"folio\":\"\"}]}",
+		"{\"error\":\"invalid\"}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(&e, 0, sizeof(e));
+		assert_int_equal(met_result_parse_answer(bad[i], strlen(bad[i]), "L", &rows, &n, &e),
+				 FIRMANTE_E_INVALID);
+		assert_null(rows);
+		assert_true(e.message[0] == 'L');
+	}
+	/* a field one byte longer than its place in struct met_result_row */
+	char big[600];
+	memset(&e, 0, sizeof(e));
+	snprintf(big, sizeof(big), "{\"rows\":[{\"archivo\":\"%0256d\",\"estatus\":1,"
+				   "\"descripcion\":\"\",\"folio\":\"\"}]}", 0);
+	assert_int_equal(met_result_parse_answer(big, strlen(big), "L", &rows, &n, &e),
+			 FIRMANTE_E_INVALID);
+	/* the reader's own refusals keep their meaning */
+	static const char tl[] = "{\"error\":\"too-large\",\"message\":\"more than 20000 rows\"}";
+	assert_int_equal(met_result_parse_answer(tl, strlen(tl), "L", &rows, &n, &e),
+			 FIRMANTE_E_TOO_LARGE);
+	assert_string_equal(e.message, "L: more than 20000 rows");
 }
 
 static void test_credentials_mode(void **state)
@@ -308,9 +429,13 @@ static void test_state_transitions(void **state)
 
 int main(void)
 {
+	/* the reader program of this build (result-reader.h) */
+	setenv(RESULT_READER_ENV, RESULT_READER, 1);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_real_result_xls),
 		cmocka_unit_test(test_real_result_zip),
+		cmocka_unit_test(test_result_reader_faults),
+		cmocka_unit_test(test_result_answer),
 		cmocka_unit_test(test_credentials_mode),
 		cmocka_unit_test(test_profile_rules),
 		cmocka_unit_test(test_lote),
