@@ -27,6 +27,10 @@
 
 extern char **environ;
 
+#ifndef FIRMANTE_RESULT_READER_PATH /* set by submitter/CMakeLists.txt */
+#define FIRMANTE_RESULT_READER_PATH "/usr/libexec/firmante/" RESULT_READER_NAME
+#endif
+
 #define MAX_XLS_BYTES (64u * 1024u * 1024u)
 
 __attribute__((format(printf, 3, 4)))

@@ -149,6 +149,16 @@ for cmd in report results status submit submit-in; do
     lock_ok=0; echo "  the message does not name the file, the holder or what happened" >&2
   fi
 done
+# The run lock (FILE.lock, flock) of another titulos submit/status/cancel.
+flock "$d/t.db.lock" sleep 5 &
+flocker=$!
+for _ in $(seq 1 200); do flock -n "$d/t.db.lock" true || break; sleep 0.01; done
+timeout 60 "$titulos" status --wait-lock 1 --state "$d/t.db" --met "$d/met.conf" >/dev/null 2>"$d/flock.err"; rc=$?
+echo "state-locked run lock: exit $rc (want 4), message: $(head -c 200 "$d/flock.err" | tr '\n' ' ')"
+if [ $rc -ne 4 ] || ! grep -q "in use by another titulos submit, status or cancel" "$d/flock.err"; then
+  lock_ok=0; echo "  the run lock was not reported" >&2
+fi
+kill $flocker 2>/dev/null; wait $flocker 2>/dev/null
 kill $holder 2>/dev/null; wait $holder 2>/dev/null
 integrity=$(sqlite3 "$d/t.db" 'PRAGMA integrity_check' 2>&1)
 row=$(sqlite3 "$d/t.db" "SELECT status, uploads, (SELECT COUNT(*) FROM lots) FROM titles WHERE folio = 'DRILL-1'")
