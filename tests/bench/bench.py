@@ -314,9 +314,12 @@ class Bench:
                     % (sock, MODULE, STUB, self.pinfile,
                        os.path.join(self.work, "audit.log"), extra_conf))
         logf = open(os.path.join(self.work, "firmanted.log"), "a")
-        proc = subprocess.Popen([self.firmanted, "--config", conf], stdout=subprocess.DEVNULL,
-                                stderr=logf, env=self.env)
-        for _ in range(200):
+        # FIRMANTE_BENCH_WRAP: a profiler to run the agent under (e.g.
+        # "valgrind --tool=callgrind"); its figures are then not meaningful.
+        wrap = os.environ.get("FIRMANTE_BENCH_WRAP", "").split()
+        proc = subprocess.Popen(wrap + [self.firmanted, "--config", conf],
+                                stdout=subprocess.DEVNULL, stderr=logf, env=self.env)
+        for _ in range(600 if wrap else 200):
             if os.path.exists(sock):
                 break
             if proc.poll() is not None:
