@@ -10,7 +10,9 @@
 #      PID, the database is unchanged and the MET is not contacted;
 #   4. a corrupted state database (garbage, and a damaged page): detected,
 #      named, exit 5 with the recovery instructions, never silently reset
-#      (the file is left byte for byte).
+#      (the file is left byte for byte); the recovery it gives works;
+#   4b. the program that reads a lot's result workbook crashes: titulos
+#      status says which file, keeps it, records nothing, and recovers.
 # Usage: tests/drills/fault-drills.sh TITULOS [WORKDIR]
 # Prints each drill's figures and ends with "N passed, N failed".
 set -uo pipefail
@@ -213,6 +215,54 @@ PY
     bad state-corrupt-$kind "expected exit 5 naming the file with the recovery command, three times, and the file untouched"
   fi
 done
+
+# ---- 4b. the result reader crashes on a lot's result ----------------------
+# A lot goes to the MET sandbox; titulos status then reads its result with a
+# reader that dies of SIGSEGV (FIRMANTE_RESULT_READER): status reports the
+# file as unreadable and kept, records nothing, and the next status with the
+# real reader registers the titles.
+d="$work/reader-crash"; mkdir -p "$d"
+bindir=$(cd "$(dirname "$titulos")/.." && pwd)
+if FIRMANTE_BINARY_DIR="$bindir" /usr/bin/python3 - "$top" "$d" >"$d/out" 2>&1 <<'PY'; then
+import os, re, subprocess, sys, time, unittest
+top, work = sys.argv[1], sys.argv[2]
+sys.path.insert(0, os.path.join(top, "tests", "integration"))
+import test_met  # the MET sandbox harness (signers, titles, titulos runner)
+
+class ReaderCrash(test_met.MetBase):
+    def test_reader_crash(self):
+        d, folios = self.titles(2, "RC")
+        self.submit("--in", d, check=0)
+        time.sleep(self.delay + 0.5)
+        crash = os.path.join(self.dir, "crash.sh")
+        with open(crash, "w") as f:
+            f.write("#!/bin/sh\nkill -SEGV $$\n")
+        os.chmod(crash, 0o700)
+        p = self.run_titulos("status", "--met", self.met,
+                             env={"FIRMANTE_RESULT_READER": crash}, check=3)
+        m = re.search(r"the result file of lot (\d+) could not be read: .*stopped on signal 11"
+                      r".*; it is kept at (\S+\.zip)", p.stderr)
+        self.assertTrue(m, p.stderr)
+        self.assertTrue(os.path.getsize(m.group(2)) > 0)
+        print("reader-crash: status exit %d: %s" % (p.returncode, p.stderr.strip()[:300]))
+        r = self.run_titulos("results", "--csv", check=0).stdout
+        self.assertEqual(r.count('"uploaded"'), 2, r)
+        self.run_titulos("status", "--met", self.met, check=0)
+        r = self.run_titulos("results", "--csv", check=0).stdout
+        self.assertEqual(r.count('"registered"'), 2, r)
+        print("reader-crash: lot %s registered by the next status with the real reader"
+              % m.group(1))
+
+res = unittest.TextTestRunner(verbosity=0).run(
+    unittest.defaultTestLoader.loadTestsFromTestCase(ReaderCrash))
+sys.exit(0 if res.wasSuccessful() else 1)
+PY
+  grep '^reader-crash' "$d/out"
+  ok result-reader-crash
+else
+  cat "$d/out"
+  bad result-reader-crash "titulos status did not report the crashed reader cleanly, or did not recover"
+fi
 
 echo "fault drills: $passed passed, $failed failed ($skipped skipped)"
 echo "$passed passed, $failed failed"
