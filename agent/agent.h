@@ -217,7 +217,9 @@ const char *agent_audit_path(const struct agent_audit *a);
  * agent_audit_append - write one record (JSON object on one line, members
  * seq, time, event, caller, ..., decision, result, prev = SHA-256 of the
  * previous line or 64 zeros) with one write(2) and one fdatasync(2) (which
- * also makes durable any deferred record before it), then rewrite
+ * also makes durable any record written before it, deferred or another
+ * thread's; a thread whose record an fdatasync already covered does not
+ * sync again: group commit), then rewrite
  * <log>.head in place (no sync of its own; docs/security.md). Serialised between
  * threads. NULL @a is a no-op (returns 0).
  * Returns 0, FIRMANTE_E_IO (the caller must then withhold the signature),

@@ -3,9 +3,11 @@
  * sequence number and the SHA-256 of the previous line, so that an edited,
  * removed or reordered line breaks the chain (`firmante audit verify`).
  * Each record is written with one write(2) on an O_APPEND descriptor and
- * made durable with one fdatasync(2) before the request is answered (in a
- * batch, several records share one fdatasync, still before any of their
- * results leave the agent: agent_audit_append_deferred, agent_audit_sync).
+ * made durable with fdatasync(2) before the request is answered. Records
+ * share an fdatasync when they can: one covers every record written
+ * before it, also other threads' (group commit), and a batch appends
+ * several records before one sync, still before any of their results
+ * leave the agent (agent_audit_append_deferred, agent_audit_sync).
  * A small "head" file beside the log (<log>.head: last sequence number
  * and hash) lets the verifier notice lines cut off at the end; it is
  * rewritten in place without a sync of its own (docs/security.md: it is
@@ -40,8 +42,11 @@ struct agent_audit {
 	char prev[65];           /* SHA-256 (hex) of the last line */
 	int head_fd;             /* <log>.head, opened at the first record */
 	off_t known_size;        /* log size after our last read or write, -1: unknown */
-	bool unsynced;           /* records written since the last fdatasync */
-	bool head_stale;         /* the head file lags the log (deferred records) */
+	/* Group commit: one fdatasync covers every record written before it,
+	 * also other threads'. Guarded by sync_mu, taken before mu when both
+	 * are held; head_fd belongs to it too. */
+	pthread_mutex_t sync_mu;
+	unsigned long long synced_seq; /* records up to this seq are durable */
 };
 
 static const char ZERO_HASH[65] =
@@ -167,6 +172,7 @@ int agent_audit_open(const char *path, struct agent_audit **out, char *err, size
 	a->head_fd = -1;
 	a->known_size = -1;
 	pthread_mutex_init(&a->mu, NULL);
+	pthread_mutex_init(&a->sync_mu, NULL);
 	snprintf(a->path, sizeof(a->path), "%s", path);
 	snprintf(a->head_path, sizeof(a->head_path), "%s.head", path);
 	rc = make_parents(path, err, err_size);
@@ -196,6 +202,7 @@ void agent_audit_close(struct agent_audit *a)
 		close(a->fd);
 	if (a->head_fd >= 0)
 		close(a->head_fd);
+	pthread_mutex_destroy(&a->sync_mu);
 	pthread_mutex_destroy(&a->mu);
 	free(a);
 }
@@ -221,10 +228,10 @@ static void set_str(json_t *o, const char *k, const char *v)
  * record; docs/security.md).
  */
 #define HEAD_LEN 86
-static void write_head(struct agent_audit *a)
+static void write_head(struct agent_audit *a, unsigned long long seq, const char *hash)
 {
 	char head[HEAD_LEN + 1];
-	int n = snprintf(head, sizeof(head), "%020llu %s\n", a->seq, a->prev);
+	int n = snprintf(head, sizeof(head), "%020llu %s\n", seq, hash);
 	bool ok = n == HEAD_LEN;
 
 	if (ok && a->head_fd < 0) {
@@ -234,9 +241,7 @@ static void write_head(struct agent_audit *a)
 	}
 	if (ok)
 		ok = pwrite(a->head_fd, head, HEAD_LEN, 0) == HEAD_LEN;
-	if (ok) {
-		a->head_stale = false;
-	} else {
+	if (!ok) {
 		agent_log("audit log %s: the head file could not be written", a->path);
 		if (a->head_fd >= 0)
 			close(a->head_fd);
@@ -244,31 +249,47 @@ static void write_head(struct agent_audit *a)
 	}
 }
 
-/* fdatasync of the records written so far, then the head file. Caller holds a->mu. */
-static int sync_locked(struct agent_audit *a)
+/*
+ * Make the records up to @upto durable: nothing when an fdatasync that
+ * began after they were written has already succeeded (another thread's);
+ * else one fdatasync for every record written so far, then the head file.
+ * Appends go on meanwhile (a->mu is not held during the fdatasync).
+ */
+static int sync_upto(struct agent_audit *a, unsigned long long upto)
 {
-	if (!a->unsynced)
-		return 0;
+	unsigned long long target;
+	char hash[65];
+	int rc = 0;
+
+	pthread_mutex_lock(&a->sync_mu);
+	if (a->synced_seq >= upto)
+		goto out;
+	pthread_mutex_lock(&a->mu);
+	target = a->seq;
+	memcpy(hash, a->prev, sizeof(hash));
+	pthread_mutex_unlock(&a->mu);
 	if (fdatasync(a->fd) != 0) {
 		agent_log("audit log %s: fdatasync failed: %s", a->path, strerror(errno));
-		return FIRMANTE_E_IO;
+		rc = FIRMANTE_E_IO;
+		goto out;
 	}
-	a->unsynced = false;
-	if (a->head_stale)
-		write_head(a);
-	return 0;
+	a->synced_seq = target;
+	write_head(a, target, hash);
+out:
+	pthread_mutex_unlock(&a->sync_mu);
+	return rc;
 }
 
 int agent_audit_sync(struct agent_audit *a)
 {
-	int rc;
+	unsigned long long upto;
 
 	if (!a)
 		return 0;
 	pthread_mutex_lock(&a->mu);
-	rc = sync_locked(a);
+	upto = a->seq;
 	pthread_mutex_unlock(&a->mu);
-	return rc;
+	return sync_upto(a, upto);
 }
 
 static int append(struct agent_audit *a, const struct agent_audit_record *r, bool defer);
@@ -293,6 +314,7 @@ static int append(struct agent_audit *a, const struct agent_audit_record *r, boo
 	size_t len;
 	ssize_t w;
 	int rc = 0;
+	unsigned long long mine = 0;
 	bool locked = false, flocked = false;
 
 	if (!a)
@@ -369,15 +391,14 @@ static int append(struct agent_audit *a, const struct agent_audit_record *r, boo
 	a->seq++;
 	memcpy(a->prev, hash, sizeof(a->prev));
 	a->known_size = a->known_size >= 0 ? a->known_size + (off_t)(len + 1) : -1;
-	a->unsynced = true;
-	a->head_stale = true;
-	if (!defer)
-		rc = sync_locked(a);
+	mine = a->seq;
 out:
 	if (flocked)
 		flock(a->fd, LOCK_UN);
 	if (locked)
 		pthread_mutex_unlock(&a->mu);
+	if (rc == 0 && mine && !defer)
+		rc = sync_upto(a, mine);
 	free(text);
 	json_decref(caller);
 	json_decref(o);
