@@ -1,10 +1,12 @@
 /* Shared helpers: Base64, SHA-256, files, wiping (include/firmante/util.h). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -212,6 +214,210 @@ fail:;
 	unlink(tmp);
 	errno = saved;
 	return FIRMANTE_E_IO;
+}
+
+/* ---- batches of new files, one sync (include/firmante/util.h) ---------- */
+
+struct fm_batch {
+	int dirfd;
+	mode_t mode;
+	long pid;
+	char *names;   /* final names, each NUL-terminated, packed */
+	size_t used, cap;
+	size_t count;  /* pending files */
+};
+
+static const char batch_suffix[] = ".fmtmp";
+
+/* ".NAME.PID.fmtmp" into @buf (size > FM_BATCH_MAX_NAME + 32). */
+static void batch_tmp_name(const struct fm_batch *b, const char *name, char *buf, size_t size)
+{
+	snprintf(buf, size, ".%s.%ld%s", name, b->pid, batch_suffix);
+}
+
+/* The PID of a temporary name of ours, or -1 when @n is not one. */
+static long batch_tmp_pid(const char *n)
+{
+	size_t len = strlen(n), sl = sizeof(batch_suffix) - 1;
+	if (n[0] != '.' || len <= sl + 3 || strcmp(n + len - sl, batch_suffix) != 0)
+		return -1;
+	size_t end = len - sl, start = end;
+	while (start > 1 && n[start - 1] >= '0' && n[start - 1] <= '9')
+		start--;
+	if (start == end || start <= 1 || n[start - 1] != '.' || end - start > 9)
+		return -1;
+	long pid = 0;
+	for (size_t i = start; i < end; i++)
+		pid = pid * 10 + (n[i] - '0');
+	return pid;
+}
+
+/* Remove temporaries whose process no longer runs. */
+static int batch_clean_stale(struct fm_batch *b)
+{
+	int fd = openat(b->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return FIRMANTE_E_IO;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return FIRMANTE_E_IO;
+	}
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		long pid = batch_tmp_pid(e->d_name);
+		if (pid <= 0 || pid == b->pid)
+			continue;
+		if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue; /* its writer may still be running */
+		(void)unlinkat(b->dirfd, e->d_name, 0);
+	}
+	closedir(d);
+	return 0;
+}
+
+int fm_batch_open(const char *dir, unsigned mode, struct fm_batch **out)
+{
+	struct fm_batch *b = calloc(1, sizeof(*b));
+	if (!b)
+		return FIRMANTE_E_NOMEM;
+	b->mode = (mode_t)mode;
+	b->pid = (long)getpid();
+	b->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (b->dirfd < 0 || batch_clean_stale(b) != 0) {
+		int saved = errno;
+		if (b->dirfd >= 0)
+			close(b->dirfd);
+		free(b);
+		errno = saved;
+		return FIRMANTE_E_IO;
+	}
+	*out = b;
+	return 0;
+}
+
+static int write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+	while (len > 0) {
+		ssize_t w = write(fd, p, len);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+int fm_batch_add(struct fm_batch *b, const char *name, const void *data, size_t len)
+{
+	size_t nl = strlen(name);
+	if (nl == 0 || nl > FM_BATCH_MAX_NAME || name[0] == '.' || strchr(name, '/'))
+		return FIRMANTE_E_INVALID;
+	if (b->count >= FM_BATCH_MAX_FILES)
+		return FIRMANTE_E_TOO_LARGE;
+	if (b->cap - b->used < nl + 1) {
+		size_t ncap = b->cap ? b->cap * 2 : 4096;
+		while (ncap - b->used < nl + 1)
+			ncap *= 2;
+		char *nn = realloc(b->names, ncap);
+		if (!nn)
+			return FIRMANTE_E_NOMEM;
+		b->names = nn;
+		b->cap = ncap;
+	}
+	char tmp[FM_BATCH_MAX_NAME + 40];
+	batch_tmp_name(b, name, tmp, sizeof(tmp));
+	int fd = openat(b->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, b->mode);
+	if (fd < 0)
+		return FIRMANTE_E_IO;
+	if (write_all(fd, data, len) != 0 || fchmod(fd, b->mode) != 0) {
+		int saved = errno;
+		close(fd);
+		unlinkat(b->dirfd, tmp, 0);
+		errno = saved;
+		return FIRMANTE_E_IO;
+	}
+	if (close(fd) != 0) {
+		int saved = errno;
+		unlinkat(b->dirfd, tmp, 0);
+		errno = saved;
+		return FIRMANTE_E_IO;
+	}
+	memcpy(b->names + b->used, name, nl + 1);
+	b->used += nl + 1;
+	b->count++;
+	return 0;
+}
+
+size_t fm_batch_pending(const struct fm_batch *b)
+{
+	return b ? b->count : 0;
+}
+
+/* Remove the temporaries of the pending names from byte @from on. */
+static void batch_drop(struct fm_batch *b, size_t from)
+{
+	char tmp[FM_BATCH_MAX_NAME + 40];
+	for (size_t o = from; o < b->used; o += strlen(b->names + o) + 1) {
+		batch_tmp_name(b, b->names + o, tmp, sizeof(tmp));
+		(void)unlinkat(b->dirfd, tmp, 0);
+	}
+	b->used = 0;
+	b->count = 0;
+}
+
+int fm_batch_commit(struct fm_batch *b, size_t *renamed)
+{
+	size_t done = 0;
+	if (renamed)
+		*renamed = 0;
+	if (b->count == 0)
+		return 0;
+	/* One write-back of the filesystem makes every temporary durable
+	 * before any of them gets its final name. */
+	if (syncfs(b->dirfd) != 0) {
+		int saved = errno;
+		batch_drop(b, 0);
+		errno = saved;
+		return FIRMANTE_E_IO;
+	}
+	char tmp[FM_BATCH_MAX_NAME + 40];
+	for (size_t o = 0; o < b->used; o += strlen(b->names + o) + 1) {
+		batch_tmp_name(b, b->names + o, tmp, sizeof(tmp));
+		if (renameat(b->dirfd, tmp, b->dirfd, b->names + o) != 0) {
+			int saved = errno;
+			batch_drop(b, o);
+			if (renamed)
+				*renamed = done;
+			(void)fsync(b->dirfd);
+			errno = saved;
+			return FIRMANTE_E_IO;
+		}
+		done++;
+	}
+	b->used = 0;
+	b->count = 0;
+	if (renamed)
+		*renamed = done;
+	if (fsync(b->dirfd) != 0)
+		return FIRMANTE_E_IO;
+	return 0;
+}
+
+void fm_batch_free(struct fm_batch *b)
+{
+	if (!b)
+		return;
+	int saved = errno;
+	batch_drop(b, 0);
+	close(b->dirfd);
+	free(b->names);
+	free(b);
+	errno = saved;
 }
 
 void fm_wipe(void *p, size_t len)

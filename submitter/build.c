@@ -618,12 +618,6 @@ static char *fold_name(const char *s)
 	return p;
 }
 
-/* An array of @n pointers, zeroed (all object pointers have one size). */
-static void *calloc_ptrs(size_t n)
-{
-	return calloc(n, sizeof(void *));
-}
-
 /* FNV-1a */
 static size_t folio_hash(const char *s)
 {
@@ -644,6 +638,507 @@ static int is_blank_row(const struct te_csv_row *row)
 	return 1;
 }
 
+/* What the first reading keeps for the second: no row data, only the
+ * columns, the folios (for cross-row rules) and the rows left out. */
+struct titulo_build {
+	const struct titulo_config *conf;
+	const titulo_catalogos *cat;
+	char *path;
+	unsigned flags;
+	char today[16];
+	int colpos[C_N];
+	size_t header_n;
+	unsigned char digest[32];
+	/* folioControl of every row seen (open addressing, at most half full) */
+	char **seen;
+	unsigned long *seen_row;
+	unsigned char *seen_ok; /* 1: that row becomes a title */
+	size_t nslots, nseen;
+	unsigned long *skipped;
+	size_t nskipped, skipped_cap;
+	size_t count;     /* titles the second reading builds */
+	size_t data_rows; /* non-blank rows */
+};
+
+void titulo_build_free(struct titulo_build *b)
+{
+	if (!b)
+		return;
+	for (size_t i = 0; i < b->nslots; i++)
+		free(b->seen[i]);
+	free(b->seen);
+	free(b->seen_row);
+	free(b->seen_ok);
+	free(b->skipped);
+	free(b->path);
+	free(b);
+}
+
+size_t titulo_build_count(const struct titulo_build *b)
+{
+	return b->count;
+}
+
+const unsigned long *titulo_build_skipped(const struct titulo_build *b, size_t *n)
+{
+	*n = b->nskipped;
+	return b->skipped;
+}
+
+/* The slot of @folio, or of the free slot where it would go. */
+static size_t folio_slot(const struct titulo_build *b, const char *folio)
+{
+	size_t slot = folio_hash(folio) % b->nslots;
+	while (b->seen[slot] && strcmp(b->seen[slot], folio) != 0)
+		slot = (slot + 1) % b->nslots;
+	return slot;
+}
+
+int titulo_build_has_folio(const struct titulo_build *b, const char *folio)
+{
+	if (!b->nslots)
+		return 0;
+	size_t slot = folio_slot(b, folio);
+	return b->seen[slot] && b->seen_ok[slot];
+}
+
+/* Double the folio table when it is half full. */
+static int folio_grow(struct titulo_build *b)
+{
+	if (b->nslots && 2 * (b->nseen + 1) <= b->nslots)
+		return 0;
+	size_t n = b->nslots ? 2 * b->nslots : 1024;
+	struct titulo_build nb = { .nslots = n };
+	nb.seen = calloc(n, sizeof(*nb.seen));
+	nb.seen_row = calloc(n, sizeof(*nb.seen_row));
+	nb.seen_ok = calloc(n, 1);
+	if (!nb.seen || !nb.seen_row || !nb.seen_ok) {
+		free(nb.seen);
+		free(nb.seen_row);
+		free(nb.seen_ok);
+		return FIRMANTE_E_NOMEM;
+	}
+	for (size_t i = 0; i < b->nslots; i++) {
+		if (!b->seen[i])
+			continue;
+		size_t s = folio_slot(&nb, b->seen[i]);
+		nb.seen[s] = b->seen[i];
+		nb.seen_row[s] = b->seen_row[i];
+		nb.seen_ok[s] = b->seen_ok[i];
+	}
+	free(b->seen);
+	free(b->seen_row);
+	free(b->seen_ok);
+	b->seen = nb.seen;
+	b->seen_row = nb.seen_row;
+	b->seen_ok = nb.seen_ok;
+	b->nslots = n;
+	return 0;
+}
+
+static int skip_row(struct titulo_build *b, unsigned long row)
+{
+	if (b->nskipped == b->skipped_cap) {
+		size_t n = b->skipped_cap ? 2 * b->skipped_cap : 64;
+		unsigned long *s = realloc(b->skipped, n * sizeof(*s));
+		if (!s)
+			return FIRMANTE_E_NOMEM;
+		b->skipped = s;
+		b->skipped_cap = n;
+	}
+	b->skipped[b->nskipped++] = row;
+	return 0;
+}
+
+/* One reading of the CSV (first: checks; second: titles). */
+struct pass {
+	struct titulo_build *b;
+	const struct titulo_build_options *opts;
+	struct bctx bc;
+	const struct te_csv_info *info;
+	int header_bad;
+	int changed;           /* second reading: the file is not the one checked */
+	size_t next_skip;      /* second reading: index into b->skipped */
+	titulo_build_fn fn;
+	void *ctx;
+	char *v[C_N];
+};
+
+static void pass_values_free(struct pass *p)
+{
+	for (int c = 0; c < C_N; c++) {
+		free(p->v[c]);
+		p->v[c] = NULL;
+	}
+}
+
+/* The header: names matched without regard to case or accents. */
+static int read_header(struct pass *p, const struct te_csv_row *h)
+{
+	struct bctx *bc = &p->bc;
+	const char *csv_path = p->b->path;
+	char *folded[C_N] = { 0 };
+	int rc = 0;
+	bc->row = 1;
+	for (int c = 0; c < C_N; c++) {
+		folded[c] = fold_name(cols[c].name);
+		if (!folded[c]) {
+			rc = FIRMANTE_E_NOMEM;
+			goto out;
+		}
+	}
+	for (size_t j = 0; j < h->n; j++) {
+		int found = -1;
+		char *fh = fold_name(h->f[j]);
+		for (int c = 0; fh && c < C_N; c++)
+			if (strcmp(fh, folded[c]) == 0)
+				found = c;
+		free(fh);
+		if (found < 0) {
+			te_finding_r(bc->findings, "csv-unknown-column", -1, NULL, csv_path, 1, j + 1,
+				     h->f[j], "unknown column; the columns are listed in docs/titulos.md");
+			bc->row_errors++;
+		} else if (bc->colpos[found] >= 0) {
+			te_finding_r(bc->findings, "csv-duplicate-column", -1, NULL, csv_path, 1, j + 1,
+				     h->f[j], "column appears twice (as column %d and %zu)",
+				     bc->colpos[found] + 1, j + 1);
+			bc->row_errors++;
+		} else {
+			bc->colpos[found] = (int)j;
+		}
+	}
+	for (int c = 0; c < C_N; c++)
+		if (cols[c].required && bc->colpos[c] < 0)
+			finding(bc, "csv-missing-column", c,
+				"required column is missing from the header");
+	p->b->header_n = h->n;
+	memcpy(p->b->colpos, bc->colpos, sizeof(bc->colpos));
+out:
+	for (int c = 0; c < C_N; c++)
+		free(folded[c]);
+	return rc;
+}
+
+/* Normalize the values of @row into p->v (NULL = empty) and @raw (as
+ * given), then check every rule of one row. */
+static int row_values(struct pass *p, const struct te_csv_row *row, char **raw,
+		      const struct titulo_conf_carrera **carrera, const char **ident)
+{
+	struct bctx *b = &p->bc;
+	char **v = p->v;
+	for (int c = 0; c < C_N; c++) {
+		free(v[c]);
+		v[c] = NULL;
+		raw[c] = NULL;
+		if (b->colpos[c] < 0)
+			continue;
+		raw[c] = row->f[b->colpos[c]];
+		if (row->nul_fields & (1ull << b->colpos[c])) {
+			finding(b, "text-invalid", c,
+				"holds a NUL byte (an invisible control character) after \"%.200s\"; "
+				"the value would be cut there; delete it",
+				raw[c]);
+			raw[c] = NULL;
+			b->invalid |= 1ull << c;
+			continue;
+		}
+		char *norm = NULL;
+		int changed = 0;
+		int nr = titulo_normalize(raw[c], &norm, &changed);
+		if (nr == FIRMANTE_E_NOMEM)
+			return nr;
+		if (nr) {
+			char iw[200];
+			invalid_text_why(raw[c], iw, sizeof(iw));
+			finding(b, "text-invalid", c, "%s", iw);
+			raw[c] = NULL;
+			b->invalid |= 1ull << c;
+			continue;
+		}
+		/* catalog texts are compared as given, not normalized */
+		if (changed && c < C_NOMCARRERA) {
+			char shown[200], what[240]; /* what: the four sentences fit */
+			describe_normalized(raw[c], shown, sizeof(shown), what, sizeof(what));
+			finding(b, "text-normalized", c,
+				"normalized to \"%.150s\" from \"%s\"%s%s%s (§12)", norm, shown,
+				what[0] ? ": " : "", what, what[0] ? "" : " (NFC, single spaces)");
+		}
+		if (!norm[0]) {
+			free(norm);
+			continue;
+		}
+		v[c] = norm;
+	}
+	check_row(b, p->b->conf, p->b->cat, v, raw, p->b->today, carrera, ident);
+	return b->nomem ? FIRMANTE_E_NOMEM : 0;
+}
+
+/* First reading: every rule on every row; only the folios are kept. */
+static int check_record(void *ctx, unsigned long record, struct te_csv_row *row)
+{
+	struct pass *p = ctx;
+	struct titulo_build *b = p->b;
+	struct bctx *bc = &p->bc;
+	int rc;
+	if (record == 1) {
+		if (p->info->converted)
+			finding(bc, "csv-windows-1252", -1,
+				"the file is not UTF-8; it was read as Windows-1252 (an Excel \"CSV\" "
+				"export) and converted; check accents and Ñ in the output");
+		rc = read_header(p, row);
+		if (rc)
+			return rc;
+		p->header_bad = bc->row_errors != 0;
+		return 0;
+	}
+	if (p->header_bad)
+		return 0; /* the rest is only parsed: a malformed file says so first */
+	bc->row = record;
+	bc->row_errors = 0;
+	bc->invalid = 0;
+	if (is_blank_row(row))
+		return 0;
+	b->data_rows++;
+	if (row->n != b->header_n) {
+		finding(bc, "csv-field-count", -1, "row has %zu fields; the header has %zu",
+			row->n, b->header_n);
+		return skip_row(b, record);
+	}
+	char *raw[C_N];
+	const struct titulo_conf_carrera *carrera = NULL;
+	const char *ident = NULL;
+	rc = row_values(p, row, raw, &carrera, &ident);
+	if (rc)
+		return rc;
+	char **v = p->v;
+	size_t slot = 0;
+	int have_slot = 0;
+	if (v[C_FOLIO]) {
+		rc = folio_grow(b);
+		if (rc)
+			return rc;
+		slot = folio_slot(b, v[C_FOLIO]);
+		if (b->seen[slot])
+			finding(bc, "folio-duplicate", C_FOLIO,
+				"folioControl '%s' is repeated in this batch (row %lu has it too)",
+				v[C_FOLIO], b->seen_row[slot]);
+		if (p->opts && p->opts->folio_registered &&
+		    p->opts->folio_registered(p->opts->ctx, v[C_FOLIO]) == 1)
+			finding(bc, "folio-registered", C_FOLIO,
+				"folioControl '%s' belongs to a title already recorded; the DGP "
+				"rejects a folio registered before",
+				v[C_FOLIO]);
+		if (!b->seen[slot]) {
+			b->seen[slot] = v[C_FOLIO];
+			v[C_FOLIO] = NULL;
+			b->seen_row[slot] = record;
+			b->nseen++;
+			have_slot = 1;
+		}
+	}
+	if (bc->nomem)
+		return FIRMANTE_E_NOMEM;
+	if (bc->row_errors)
+		return skip_row(b, record);
+	if (have_slot)
+		b->seen_ok[slot] = 1;
+	b->count++;
+	return 0;
+}
+
+/* A finding of the file as a whole (te_csv_each() refused it). */
+static int file_finding(struct pass *p, int rc, const struct te_csv_where *at, const char *why)
+{
+	const char *rule = rc == FIRMANTE_E_BAD_DOCUMENT ? "csv-encoding"
+			   : rc == FIRMANTE_E_INVALID    ? "csv-malformed"
+			   : at->column			 ? "csv-field-count"
+							 : "csv-unreadable";
+	p->bc.row_errors++;
+	return te_finding_r(p->bc.findings, rule, -1, NULL, p->b->path, at->row, at->column, "",
+			    "%s", why);
+}
+
+int titulo_build_check(const struct titulo_config *conf, const titulo_catalogos *cat,
+		       const char *csv_path, const struct titulo_build_options *opts,
+		       struct titulo_build **out, struct titulo_findings *findings)
+{
+	int rc;
+	char why[256];
+	struct titulo_build *b = calloc(1, sizeof(*b));
+	struct te_csv_info info = { 0 };
+	struct pass p = { .b = b, .opts = opts, .info = &info };
+	/* the findings before this call, to drop the rows' own when the file
+	 * turns out unusable (as when the whole file was read first) */
+	struct titulo_findings before = *findings;
+	if (!b || !(b->path = strdup(csv_path))) {
+		rc = FIRMANTE_E_NOMEM;
+		goto out;
+	}
+	b->conf = conf;
+	b->cat = cat;
+	b->flags = opts ? opts->flags : 0;
+	if (opts && opts->today && titulo_date_check(opts->today) == 0) {
+		snprintf(b->today, sizeof(b->today), "%s", opts->today);
+	} else {
+		time_t now = time(NULL);
+		struct tm tm;
+		localtime_r(&now, &tm);
+		strftime(b->today, sizeof(b->today), "%Y-%m-%d", &tm);
+	}
+	p.bc.file = csv_path;
+	p.bc.findings = findings;
+	for (int c = 0; c < C_N; c++)
+		p.bc.colpos[c] = b->colpos[c] = -1;
+	struct te_csv_where at = { 0, 0 };
+	rc = te_csv_each(csv_path, TITULO_MAX_CSV_BYTES, TITULO_MAX_CSV_ROWS + 1, TE_CSV_DETECT,
+			 check_record, &p, &info, why, sizeof(why), &at);
+	if (rc == FIRMANTE_E_NOMEM || p.bc.nomem) {
+		rc = FIRMANTE_E_NOMEM;
+		goto out;
+	}
+	if (rc) {
+		findings->count = before.count;
+		findings->errors = before.errors;
+		findings->warnings = before.warnings;
+		if (file_finding(&p, rc, &at, why) == FIRMANTE_E_NOMEM) {
+			rc = FIRMANTE_E_NOMEM;
+			goto out;
+		}
+		/* a file that cannot be read is an I/O failure; one over the
+		 * limits or not CSV text is invalid input */
+		if (rc != FIRMANTE_E_IO)
+			rc = FIRMANTE_E_INVALID;
+		goto out;
+	}
+	if (p.header_bad) {
+		rc = FIRMANTE_E_INVALID;
+		goto out;
+	}
+	memcpy(b->digest, info.digest, sizeof(b->digest));
+	if (info.records == 0) {
+		if (info.converted)
+			finding(&p.bc, "csv-windows-1252", -1,
+				"the file is not UTF-8; it was read as Windows-1252 (an Excel \"CSV\" "
+				"export) and converted; check accents and Ñ in the output");
+		finding(&p.bc, "csv-empty", -1, "the file is empty; it needs a header row");
+		rc = FIRMANTE_E_INVALID;
+		goto out;
+	}
+	if (b->data_rows == 0) {
+		p.bc.row = 0;
+		finding(&p.bc, "csv-no-rows", -1,
+			"the file has a header but no graduate rows: there is nothing to build");
+		rc = FIRMANTE_E_INVALID;
+		goto out;
+	}
+	if (p.bc.nomem) {
+		rc = FIRMANTE_E_NOMEM;
+		goto out;
+	}
+	if (b->nskipped && !(b->flags & TITULO_BUILD_SKIP_INVALID)) {
+		rc = FIRMANTE_E_INVALID;
+		goto out;
+	}
+	*out = b;
+	b = NULL;
+	rc = 0;
+out:
+	pass_values_free(&p);
+	titulo_build_free(b);
+	return rc;
+}
+
+/* Second reading: the rows the first found valid, built one at a time. */
+static int build_record(void *ctx, unsigned long record, struct te_csv_row *row)
+{
+	struct pass *p = ctx;
+	struct titulo_build *b = p->b;
+	struct bctx *bc = &p->bc;
+	if (record == 1) {
+		if (memcmp(p->info->digest, b->digest, sizeof(b->digest)) != 0 ||
+		    row->n != b->header_n) {
+			p->changed = 1;
+			return FIRMANTE_E_IO;
+		}
+		return 0;
+	}
+	if (is_blank_row(row))
+		return 0;
+	if (p->next_skip < b->nskipped && b->skipped[p->next_skip] == record) {
+		p->next_skip++;
+		return 0;
+	}
+	bc->row = record;
+	bc->row_errors = 0;
+	bc->invalid = 0;
+	bc->findings->count = bc->findings->errors = bc->findings->warnings = 0;
+	char *raw[C_N];
+	const struct titulo_conf_carrera *carrera = NULL;
+	const char *ident = NULL;
+	if (row->n != b->header_n) {
+		p->changed = 1;
+		return FIRMANTE_E_IO;
+	}
+	int rc = row_values(p, row, raw, &carrera, &ident);
+	if (rc)
+		return rc;
+	if (bc->row_errors || !carrera || !p->v[C_FOLIO]) {
+		p->changed = 1;
+		return FIRMANTE_E_IO;
+	}
+	titulo *t = NULL;
+	rc = make_titulo(b->conf, b->cat, p->v, carrera, ident, &t);
+	if (rc)
+		return rc;
+	rc = p->fn(p->ctx, p->v[C_FOLIO], record, &t);
+	titulo_free(t);
+	return rc;
+}
+
+int titulo_build_each(struct titulo_build *b, titulo_build_fn fn, void *ctx)
+{
+	char why[256];
+	struct titulo_findings scratch = { 0 };
+	struct te_csv_info info = { 0 };
+	struct pass p = { .b = b, .info = &info, .fn = fn, .ctx = ctx };
+	p.bc.file = b->path;
+	p.bc.findings = &scratch;
+	memcpy(p.bc.colpos, b->colpos, sizeof(b->colpos));
+	int rc = te_csv_each(b->path, TITULO_MAX_CSV_BYTES, TITULO_MAX_CSV_ROWS + 1, TE_CSV_DETECT,
+			     build_record, &p, &info, why, sizeof(why), NULL);
+	if (rc == 0 && memcmp(info.digest, b->digest, sizeof(b->digest)) != 0)
+		rc = FIRMANTE_E_IO;
+	if (rc && (p.changed || rc == FIRMANTE_E_INVALID || rc == FIRMANTE_E_BAD_DOCUMENT ||
+		   rc == FIRMANTE_E_TOO_LARGE))
+		rc = FIRMANTE_E_IO; /* the file is not the one checked */
+	pass_values_free(&p);
+	titulo_findings_clear(&scratch);
+	return rc;
+}
+
+/* titulo_build_csv_opts()'s callback: every title kept in the lote. */
+struct keep {
+	struct titulo_lote *l;
+	size_t cap;
+};
+
+static int keep_titulo(void *ctx, const char *folio, unsigned long row, titulo **t)
+{
+	struct keep *k = ctx;
+	struct titulo_lote *l = k->l;
+	if (l->count == k->cap)
+		return FIRMANTE_E_IO; /* more titles than checked: the file changed */
+	char *f = strdup(folio);
+	if (!f)
+		return FIRMANTE_E_NOMEM;
+	l->titulos[l->count] = *t;
+	l->folios[l->count] = f;
+	l->rows[l->count] = row;
+	l->count++;
+	*t = NULL;
+	return 0;
+}
+
 int titulo_build_csv(const struct titulo_config *conf, const titulo_catalogos *cat,
 		     const char *csv_path, struct titulo_lote **out,
 		     struct titulo_findings *findings)
@@ -655,254 +1150,31 @@ int titulo_build_csv_opts(const struct titulo_config *conf, const titulo_catalog
 			  const char *csv_path, const struct titulo_build_options *opts,
 			  struct titulo_lote **out, struct titulo_findings *findings)
 {
-	int rc;
-	struct te_csv csv = { 0 };
+	struct titulo_build *b = NULL;
 	struct titulo_lote *lote = NULL;
-	char why[256];
-	char *v[C_N] = { 0 };
-	char *raw[C_N] = { 0 };
-	char *folded[C_N] = { 0 };
-	char **seen = NULL;
-	unsigned long *seen_row = NULL;
-	size_t nslots = 0;
-	struct bctx b = { .file = csv_path, .findings = findings };
-	size_t errors = 0;
-	char today[16];
-	unsigned flags = opts ? opts->flags : 0;
-	if (opts && opts->today && titulo_date_check(opts->today) == 0) {
-		snprintf(today, sizeof(today), "%s", opts->today);
-	} else {
-		time_t now = time(NULL);
-		struct tm tm;
-		localtime_r(&now, &tm);
-		strftime(today, sizeof(today), "%Y-%m-%d", &tm);
-	}
-
-	for (int c = 0; c < C_N; c++)
-		b.colpos[c] = -1;
-	struct te_csv_where at = { 0, 0 };
-	rc = te_csv_read_at(csv_path, TITULO_MAX_CSV_BYTES, TITULO_MAX_CSV_ROWS + 1, TE_CSV_DETECT,
-			    &csv, why, sizeof(why), &at);
-	if (rc) {
-		if (rc == FIRMANTE_E_NOMEM)
-			goto out;
-		const char *rule = rc == FIRMANTE_E_BAD_DOCUMENT ? "csv-encoding"
-				   : rc == FIRMANTE_E_INVALID    ? "csv-malformed"
-				   : at.column			 ? "csv-field-count"
-								 : "csv-unreadable";
-		b.row_errors++;
-		if (te_finding_r(findings, rule, -1, NULL, csv_path, at.row, at.column, "", "%s",
-				 why) == FIRMANTE_E_NOMEM) {
-			rc = FIRMANTE_E_NOMEM;
-			goto out;
-		}
-		/* a file that cannot be read is an I/O failure; one over the
-		 * limits or not CSV text is invalid input */
-		if (rc != FIRMANTE_E_IO)
-			rc = FIRMANTE_E_INVALID;
-		goto out;
-	}
-	if (csv.converted)
-		finding(&b, "csv-windows-1252", -1,
-			"the file is not UTF-8; it was read as Windows-1252 (an Excel \"CSV\" export) "
-			"and converted; check accents and Ñ in the output");
-	if (csv.nrows == 0) {
-		finding(&b, "csv-empty", -1, "the file is empty; it needs a header row");
-		rc = FIRMANTE_E_INVALID;
-		goto out;
-	}
-	/* header: names matched without regard to case or accents */
-	b.row = 1;
-	for (int c = 0; c < C_N; c++) {
-		folded[c] = fold_name(cols[c].name);
-		if (!folded[c]) {
-			rc = FIRMANTE_E_NOMEM;
-			goto out;
-		}
-	}
-	const struct te_csv_row *h = &csv.rows[0];
-	for (size_t j = 0; j < h->n; j++) {
-		int found = -1;
-		char *fh = fold_name(h->f[j]);
-		for (int c = 0; fh && c < C_N; c++)
-			if (strcmp(fh, folded[c]) == 0)
-				found = c;
-		free(fh);
-		if (found < 0) {
-			te_finding_r(findings, "csv-unknown-column", -1, NULL, csv_path, 1, j + 1,
-				     h->f[j], "unknown column; the columns are listed in docs/titulos.md");
-			b.row_errors++;
-		} else if (b.colpos[found] >= 0) {
-			te_finding_r(findings, "csv-duplicate-column", -1, NULL, csv_path, 1, j + 1,
-				     h->f[j], "column appears twice (as column %d and %zu)",
-				     b.colpos[found] + 1, j + 1);
-			b.row_errors++;
-		} else {
-			b.colpos[found] = (int)j;
-		}
-	}
-	for (int c = 0; c < C_N; c++)
-		if (cols[c].required && b.colpos[c] < 0)
-			finding(&b, "csv-missing-column", c,
-				"required column is missing from the header");
-	if (b.row_errors) {
-		rc = FIRMANTE_E_INVALID;
-		goto out;
-	}
-	size_t data_rows = 0;
-	for (size_t r = 1; r < csv.nrows; r++)
-		data_rows += !is_blank_row(&csv.rows[r]);
-	if (data_rows == 0) {
-		b.row = 0;
-		finding(&b, "csv-no-rows", -1,
-			"the file has a header but no graduate rows: there is nothing to build");
-		rc = FIRMANTE_E_INVALID;
-		goto out;
-	}
-
+	int rc = titulo_build_check(conf, cat, csv_path, opts, &b, findings);
+	if (rc)
+		return rc;
+	size_t n = b->count ? b->count : 1;
 	lote = calloc(1, sizeof(*lote));
-	if (!lote || !(lote->titulos = calloc_ptrs(csv.nrows)) ||
-	    !(lote->folios = calloc(csv.nrows, sizeof(*lote->folios))) ||
-	    !(lote->rows = calloc(csv.nrows, sizeof(*lote->rows))) ||
-	    !(lote->skipped = calloc(csv.nrows, sizeof(*lote->skipped)))) {
+	if (!lote || !(lote->titulos = calloc(n, sizeof(*lote->titulos))) ||
+	    !(lote->folios = calloc(n, sizeof(*lote->folios))) ||
+	    !(lote->rows = calloc(n, sizeof(*lote->rows))) ||
+	    !(lote->skipped = calloc(b->nskipped ? b->nskipped : 1, sizeof(*lote->skipped)))) {
 		rc = FIRMANTE_E_NOMEM;
 		goto out;
 	}
-	/* folios of the rows seen so far (valid or not), for duplicates */
-	nslots = 2 * csv.nrows + 1;
-	seen = calloc(nslots, sizeof(*seen));
-	seen_row = calloc(nslots, sizeof(*seen_row));
-	if (!seen || !seen_row) {
-		rc = FIRMANTE_E_NOMEM;
+	if (b->nskipped)
+		memcpy(lote->skipped, b->skipped, b->nskipped * sizeof(*lote->skipped));
+	lote->nskipped = b->nskipped;
+	struct keep k = { lote, b->count };
+	rc = titulo_build_each(b, keep_titulo, &k);
+	if (rc)
 		goto out;
-	}
-	for (size_t r = 1; r < csv.nrows; r++) {
-		const struct te_csv_row *row = &csv.rows[r];
-		b.row = r + 1;
-		b.row_errors = 0;
-		b.invalid = 0;
-		if (is_blank_row(row))
-			continue;
-		if (row->n != h->n) {
-			finding(&b, "csv-field-count", -1, "row has %zu fields; the header has %zu",
-				row->n, h->n);
-			errors++;
-			lote->skipped[lote->nskipped++] = b.row;
-			continue;
-		}
-		for (int c = 0; c < C_N; c++) {
-			free(v[c]);
-			v[c] = NULL;
-			raw[c] = NULL;
-			if (b.colpos[c] < 0)
-				continue;
-			raw[c] = row->f[b.colpos[c]];
-			if (row->nul_fields & (1ull << b.colpos[c])) {
-				finding(&b, "text-invalid", c,
-					"holds a NUL byte (an invisible control character) after \"%.200s\"; "
-					"the value would be cut there; delete it",
-					raw[c]);
-				raw[c] = NULL;
-				b.invalid |= 1ull << c;
-				continue;
-			}
-			char *norm = NULL;
-			int changed = 0;
-			int nr = titulo_normalize(raw[c], &norm, &changed);
-			if (nr == FIRMANTE_E_NOMEM) {
-				rc = nr;
-				goto out;
-			}
-			if (nr) {
-				char iw[200];
-				invalid_text_why(raw[c], iw, sizeof(iw));
-				finding(&b, "text-invalid", c, "%s", iw);
-				raw[c] = NULL;
-				b.invalid |= 1ull << c;
-				continue;
-			}
-			/* catalog texts are compared as given, not normalized */
-			if (changed && c < C_NOMCARRERA) {
-				char shown[200], what[240]; /* what: the four sentences fit */
-				describe_normalized(raw[c], shown, sizeof(shown), what, sizeof(what));
-				finding(&b, "text-normalized", c,
-					"normalized to \"%.150s\" from \"%s\"%s%s%s (§12)", norm, shown,
-					what[0] ? ": " : "", what, what[0] ? "" : " (NFC, single spaces)");
-			}
-			if (!norm[0]) {
-				free(norm);
-				continue;
-			}
-			v[c] = norm;
-		}
-		const struct titulo_conf_carrera *carrera = NULL;
-		const char *ident = NULL;
-		check_row(&b, conf, cat, v, raw, today, &carrera, &ident);
-		if (v[C_FOLIO]) {
-			/* open addressing over 2 × rows slots: never full */
-			size_t slot = folio_hash(v[C_FOLIO]) % nslots;
-			while (seen[slot] && strcmp(seen[slot], v[C_FOLIO]) != 0)
-				slot = (slot + 1) % nslots;
-			if (seen[slot])
-				finding(&b, "folio-duplicate", C_FOLIO,
-					"folioControl '%s' is repeated in this batch (row %lu has it too)",
-					v[C_FOLIO], seen_row[slot]);
-			if (opts && opts->folio_registered &&
-			    opts->folio_registered(opts->ctx, v[C_FOLIO]) == 1)
-				finding(&b, "folio-registered", C_FOLIO,
-					"folioControl '%s' belongs to a title already recorded; the DGP "
-					"rejects a folio registered before",
-					v[C_FOLIO]);
-			size_t fl = strlen(v[C_FOLIO]) + 1;
-			if (!seen[slot]) {
-				seen[slot] = malloc(fl);
-				if (!seen[slot])
-					b.nomem = 1;
-				else
-					memcpy(seen[slot], v[C_FOLIO], fl);
-				seen_row[slot] = b.row;
-			}
-		}
-		if (b.nomem) {
-			rc = FIRMANTE_E_NOMEM;
-			goto out;
-		}
-		if (b.row_errors) {
-			errors++;
-			lote->skipped[lote->nskipped++] = b.row;
-			continue;
-		}
-		titulo *t = NULL;
-		rc = make_titulo(conf, cat, v, carrera, ident, &t);
-		if (rc)
-			goto out;
-		lote->titulos[lote->count] = t;
-		lote->folios[lote->count] = v[C_FOLIO];
-		lote->rows[lote->count] = b.row;
-		v[C_FOLIO] = NULL;
-		lote->count++;
-	}
-	if (b.nomem) {
-		rc = FIRMANTE_E_NOMEM;
-		goto out;
-	}
-	if (errors && !(flags & TITULO_BUILD_SKIP_INVALID)) {
-		rc = FIRMANTE_E_INVALID;
-		goto out;
-	}
 	*out = lote;
 	lote = NULL;
-	rc = 0;
 out:
-	for (size_t i = 0; seen && i < nslots; i++)
-		free(seen[i]);
-	free(seen);
-	free(seen_row);
-	for (int c = 0; c < C_N; c++) {
-		free(v[c]);
-		free(folded[c]);
-	}
 	titulo_lote_free(lote);
-	te_csv_free(&csv);
+	titulo_build_free(b);
 	return rc;
 }

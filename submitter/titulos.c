@@ -220,39 +220,9 @@ static void free_registrados(struct registrados *r)
 	free(r->v);
 }
 
-/* DIR/.FOLIO.xml.partial (where a title is written first) and DIR/FOLIO.xml;
- * either may be NULL. 0 or -1 (too long). */
-static int title_paths(const char *dir, const char *folio, char *tmp, size_t tmp_size,
-		       char *path, size_t path_size)
-{
-	char name[256];
-	if (tmp) {
-		int n = snprintf(name, sizeof(name), ".%s.xml.partial", folio);
-		if (n < 0 || (size_t)n >= sizeof(name) || join_path(tmp, tmp_size, dir, name) != 0)
-			return -1;
-	}
-	if (path) {
-		int n = snprintf(name, sizeof(name), "%s.xml", folio);
-		if (n < 0 || (size_t)n >= sizeof(name) || join_path(path, path_size, dir, name) != 0)
-			return -1;
-	}
-	return 0;
-}
-
-static int folio_in_lote(const struct titulo_lote *lote, const char *name)
-{
-	size_t n = strlen(name);
-	for (size_t i = 0; i < lote->count; i++) {
-		size_t k = strlen(lote->folios[i]);
-		if (k + 4 == n && memcmp(name, lote->folios[i], k) == 0 && strcmp(name + k, ".xml") == 0)
-			return 1;
-	}
-	return 0;
-}
-
 /* Titles in @dir that this batch does not write: titulos sign would sign
  * them too. Reports them; 0 when there are none, -1 otherwise. */
-static int stale_titles(const char *dir, const struct titulo_lote *lote)
+static int stale_titles(const char *dir, const struct titulo_build *tb)
 {
 	DIR *d = opendir(dir);
 	if (!d)
@@ -262,10 +232,15 @@ static int stale_titles(const char *dir, const struct titulo_lote *lote)
 	struct dirent *e;
 	while ((e = readdir(d)) != NULL) {
 		size_t n = strlen(e->d_name);
+		char folio[256];
 		if (n <= 4 || e->d_name[0] == '.' || strcmp(e->d_name + n - 4, ".xml") != 0)
 			continue;
-		if (folio_in_lote(lote, e->d_name))
-			continue;
+		if (n - 4 < sizeof(folio)) {
+			memcpy(folio, e->d_name, n - 4);
+			folio[n - 4] = '\0';
+			if (titulo_build_has_folio(tb, folio))
+				continue;
+		}
 		if (!stale++)
 			snprintf(first, sizeof(first), "%s", e->d_name);
 	}
@@ -277,6 +252,48 @@ static int stale_titles(const char *dir, const struct titulo_lote *lote)
 		"move those files away; nothing written\n",
 		dir, stale, first, stale > 1 ? ", ..." : "");
 	return -1;
+}
+
+/* titulos build: each title serialized and added to the batch of files. */
+struct build_out {
+	const char *dir;
+	struct fm_batch *batch;
+	json_t *written; /* --json: the paths, or NULL */
+	size_t staged;
+	int reported;    /* write_title said why it stopped */
+};
+
+static int write_title(void *ctx, const char *folio, unsigned long row, titulo **t)
+{
+	(void)row;
+	struct build_out *o = ctx;
+	char name[256], path[MAX_PATH];
+	char *xml = NULL;
+	size_t len = 0;
+	int n = snprintf(name, sizeof(name), "%s.xml", folio);
+	if (n < 0 || (size_t)n >= sizeof(name) || join_path(path, sizeof(path), o->dir, name) != 0) {
+		fprintf(stderr, "titulos: %s: path too long\n", o->dir);
+		o->reported = 1;
+		return FIRMANTE_E_IO;
+	}
+	int rc = titulo_serialize(*t, &xml, &len);
+	if (rc) {
+		fprintf(stderr, "titulos: %s: cannot serialize: %s\n", folio, firmante_err_title(rc));
+		o->reported = 1;
+		return rc;
+	}
+	rc = fm_batch_add(o->batch, name, xml, len);
+	free(xml);
+	if (rc) {
+		fprintf(stderr, "titulos: %s: cannot write: %s\n", path,
+			rc == FIRMANTE_E_NOMEM ? "out of memory" : strerror(errno));
+		o->reported = 1;
+		return rc;
+	}
+	o->staged++;
+	if (o->written)
+		json_array_append_new(o->written, json_string(path));
+	return 0;
 }
 
 static int cmd_build(int argc, char **argv)
@@ -313,7 +330,7 @@ static int cmd_build(int argc, char **argv)
 	int status;
 	titulo_catalogos *cat = NULL;
 	struct titulo_config *conf = NULL;
-	struct titulo_lote *lote = NULL;
+	struct titulo_build *tb = NULL;
 	struct titulo_findings f = { 0 };
 	struct registrados reg = { 0 };
 	struct titulo_build_options bo = { .flags = skip ? TITULO_BUILD_SKIP_INVALID : 0 };
@@ -332,7 +349,9 @@ static int cmd_build(int argc, char **argv)
 	status = load_setup(conf_path, &cat, &conf);
 	if (status)
 		goto out;
-	int rc = titulo_build_csv_opts(conf, cat, csv_path, &bo, &lote, &f);
+	int rc = titulo_build_check(conf, cat, csv_path, &bo, &tb, &f);
+	size_t nskipped = 0;
+	const unsigned long *skipped_rows = tb ? titulo_build_skipped(tb, &nskipped) : NULL;
 	if (json) {
 		char *js = NULL;
 		if (titulo_findings_json(&f, &js) != 0) {
@@ -341,8 +360,8 @@ static int cmd_build(int argc, char **argv)
 		}
 		json_t *skipped = json_array();
 		written = json_array();
-		for (size_t i = 0; lote && skipped && i < lote->nskipped; i++)
-			json_array_append_new(skipped, json_integer((json_int_t)lote->skipped[i]));
+		for (size_t i = 0; skipped && i < nskipped; i++)
+			json_array_append_new(skipped, json_integer((json_int_t)skipped_rows[i]));
 		json_t *o = json_pack("{s:s, s:I, s:I, s:o, s:o?, s:O?}", "file", csv_path,
 				      "errors", (json_int_t)f.errors, "warnings",
 				      (json_int_t)f.warnings, "findings", json_loads(js, 0, NULL),
@@ -389,73 +408,55 @@ static int cmd_build(int argc, char **argv)
 		status = EXIT_FAILURE_IO;
 		goto out;
 	}
-	if (stale_titles(out_dir, lote) != 0) {
+	if (stale_titles(out_dir, tb) != 0) {
 		status = EXIT_FINDINGS;
 		goto out;
 	}
-	/* every title to a hidden name first; renamed only when all were
-	 * written, so a failure leaves no partial batch behind */
-	size_t staged = 0;
-	for (size_t i = 0; i < lote->count; i++) {
-		char *xml = NULL, path[MAX_PATH];
-		size_t len;
-		if (title_paths(out_dir, lote->folios[i], path, sizeof(path), NULL, 0) != 0) {
-			fprintf(stderr, "titulos: %s: path too long\n", out_dir);
-			status = EXIT_FAILURE_IO;
-			break;
-		}
-		rc = titulo_serialize(lote->titulos[i], &xml, &len);
-		if (rc) {
-			fprintf(stderr, "titulos: %s: cannot serialize: %s\n", lote->folios[i],
-				firmante_err_title(rc));
-			status = EXIT_FAILURE_IO;
-			break;
-		}
-		rc = fm_write_file_atomic(path, xml, len, 0644);
-		free(xml);
-		if (rc) {
-			fprintf(stderr, "titulos: %s: cannot write: %s\n", path,
-				rc == FIRMANTE_E_NOMEM ? "out of memory" : strerror(errno));
-			status = EXIT_FAILURE_IO;
-			break;
-		}
-		staged++;
-	}
-	if (staged < lote->count) {
-		for (size_t i = 0; i < staged; i++) {
-			char path[MAX_PATH];
-			if (title_paths(out_dir, lote->folios[i], path, sizeof(path), NULL, 0) == 0)
-				unlink(path);
-		}
-		fprintf(stderr, "titulos: %s: nothing written (the %zu title(s) already written "
-			"were removed)\n", out_dir, staged);
+	/* every title to a temporary in the directory, one sync for all of
+	 * them, then the renames: a failure leaves no title of this batch
+	 * behind, a crash no partial title (fm_batch_open in util.h) */
+	struct build_out bout = { .dir = out_dir,
+				  .written = written ? json_object_get(written, "written") : NULL };
+	if (fm_batch_open(out_dir, 0644, &bout.batch) != 0) {
+		fprintf(stderr, "titulos: %s: cannot write: %s\n", out_dir, strerror(errno));
+		status = EXIT_FAILURE_IO;
 		goto out;
 	}
-	for (size_t i = 0; i < lote->count; i++) {
-		char tmp[MAX_PATH], path[MAX_PATH];
-		if (title_paths(out_dir, lote->folios[i], tmp, sizeof(tmp), path, sizeof(path)) != 0 ||
-		    rename(tmp, path) != 0) {
-			fprintf(stderr, "titulos: %s: cannot rename %s: %s; %zu of %zu title(s) are in "
-				"place, the others are left as hidden .partial files\n",
-				out_dir, tmp, strerror(errno), i, lote->count);
-			status = EXIT_FAILURE_IO;
-			goto out;
-		}
-		if (written)
-			json_array_append_new(json_object_get(written, "written"), json_string(path));
+	rc = titulo_build_each(tb, write_title, &bout);
+	if (rc) {
+		fm_batch_free(bout.batch); /* removes this batch's temporaries */
+		if (!bout.reported)
+			fprintf(stderr, "titulos: %s: %s since it was checked; build again once it "
+				"is saved\n", csv_path,
+				rc == FIRMANTE_E_NOMEM ? "out of memory"
+						       : "the file cannot be read again or changed");
+		fprintf(stderr, "titulos: %s: nothing written\n", out_dir);
+		status = EXIT_FAILURE_IO;
+		goto out;
 	}
-	status = lote->nskipped ? EXIT_FINDINGS : EXIT_OK;
+	size_t renamed = 0;
+	rc = fm_batch_commit(bout.batch, &renamed);
+	int commit_errno = errno;
+	fm_batch_free(bout.batch);
+	if (rc) {
+		fprintf(stderr, "titulos: %s: cannot write: %s; %zu of %zu title(s) are in place, "
+			"the others were not written\n", out_dir, strerror(commit_errno), renamed,
+			titulo_build_count(tb));
+		status = EXIT_FAILURE_IO;
+		goto out;
+	}
+	status = nskipped ? EXIT_FINDINGS : EXIT_OK;
 	if (written) {
 		char *d = json_dumps(written, JSON_COMPACT);
 		if (d)
 			printf("%s\n", d);
 		free(d);
 	} else {
-		printf("%zu title(s) written to %s (unsigned)\n", lote->count, out_dir);
-		if (lote->nskipped) {
-			printf("%zu row(s) left out for errors (--skip-invalid):", lote->nskipped);
-			for (size_t i = 0; i < lote->nskipped; i++)
-				printf(" %lu", lote->skipped[i]);
+		printf("%zu title(s) written to %s (unsigned)\n", titulo_build_count(tb), out_dir);
+		if (nskipped) {
+			printf("%zu row(s) left out for errors (--skip-invalid):", nskipped);
+			for (size_t i = 0; i < nskipped; i++)
+				printf(" %lu", skipped_rows[i]);
 			printf("\n");
 		}
 	}
@@ -463,7 +464,7 @@ out:
 	json_decref(written);
 	free_registrados(&reg);
 	titulo_findings_clear(&f);
-	titulo_lote_free(lote);
+	titulo_build_free(tb);
 	titulo_config_free(conf);
 	titulo_catalogos_free(cat);
 	return status;

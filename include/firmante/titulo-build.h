@@ -479,6 +479,70 @@ int titulo_build_csv_opts(const struct titulo_config *conf, const titulo_catalog
 /* titulo_lote_free - NULL is a no-op. */
 void titulo_lote_free(struct titulo_lote *l);
 
+/* ---- The same in two readings, in flat memory -------------------------
+ * titulo_build_csv_opts() keeps every title of the batch in memory. For a
+ * large batch, check first and build afterwards, one title at a time:
+ *
+ *   titulo_build_check()  reads the CSV once and checks every rule on every
+ *                         row (all findings in one pass), keeping only what
+ *                         rules across rows need (the folios) and the rows
+ *                         left out; nothing is built;
+ *   titulo_build_each()   reads it again and hands each title of a valid
+ *                         row to a callback (which writes it), freeing it
+ *                         afterwards.
+ *
+ * Memory grows with the number of folios (about 64 bytes per row), not with
+ * the titles; the CSV is read in chunks (never whole). The second reading
+ * refuses a file whose bytes differ from the first's (SHA-256). */
+struct titulo_build;
+
+/*
+ * titulo_build_check - the first reading: the rules and findings of
+ * titulo_build_csv_opts() (same arguments, same @findings, same return
+ * values), without building any title.
+ * @out: written only on success (no error, or TITULO_BUILD_SKIP_INVALID);
+ * release with titulo_build_free(). @conf, @cat and @opts->ctx must outlive
+ * it; @csv_path is copied. @opts->folio_registered is called here only.
+ * Returns 0, FIRMANTE_E_INVALID (an error finding and no
+ * TITULO_BUILD_SKIP_INVALID, or the file itself unusable), FIRMANTE_E_IO
+ * (unreadable; a csv-unreadable finding), FIRMANTE_E_NOMEM.
+ */
+int titulo_build_check(const struct titulo_config *conf, const titulo_catalogos *cat,
+		       const char *csv_path, const struct titulo_build_options *opts,
+		       struct titulo_build **out, struct titulo_findings *findings);
+
+/* titulo_build_count - how many titles titulo_build_each() will build. */
+size_t titulo_build_count(const struct titulo_build *b);
+
+/* titulo_build_skipped - the CSV rows left out for errors, ascending
+ * (TITULO_BUILD_SKIP_INVALID); @n gets their number. Owned by @b. */
+const unsigned long *titulo_build_skipped(const struct titulo_build *b, size_t *n);
+
+/* titulo_build_has_folio - 1 when @folio is the folioControl of a row that
+ * becomes a title, 0 otherwise. */
+int titulo_build_has_folio(const struct titulo_build *b, const char *folio);
+
+/*
+ * Called by titulo_build_each() with each title in CSV row order.
+ * @folio: its folioControl; @row: its CSV row (1 = header).
+ * @t: the title; the callback may take it (set *t to NULL and free it with
+ * titulo_free() later), otherwise it is freed after the call.
+ * A nonzero return stops the reading; titulo_build_each() returns it.
+ */
+typedef int (*titulo_build_fn)(void *ctx, const char *folio, unsigned long row, titulo **t);
+
+/*
+ * titulo_build_each - the second reading: build each title of a row the
+ * first reading found valid and hand it to @fn, one at a time.
+ * Returns 0, @fn's nonzero value, FIRMANTE_E_IO (the file cannot be read
+ * again, or its bytes are no longer those checked: nothing should be kept
+ * of what @fn received), FIRMANTE_E_NOMEM.
+ */
+int titulo_build_each(struct titulo_build *b, titulo_build_fn fn, void *ctx);
+
+/* titulo_build_free - NULL is a no-op. */
+void titulo_build_free(struct titulo_build *b);
+
 #ifdef __cplusplus
 }
 #endif

@@ -56,9 +56,18 @@ expect broken_section 1 "broken.conf:$line: a section header without its closing
 grep -q "unknown key" "$w/broken_section.out" && fail "broken_section: keys blamed on the previous section"
 
 # 6. a write error leaves nothing; titles of an earlier batch are refused
-mkdir -p "$w/o-werr/.UVC-2025-0005.xml.partial"
-expect write_error 3 "nothing written (the 4 title(s) already written were removed)" -- "$t" build -c "$conf" -i "$csv" -o "$w/o-werr"
-[ "$(ls "$w/o-werr" | wc -l)" -eq 0 ] || fail "write_error: titles left behind: $(ls "$w/o-werr")"
+#    (a file-size limit of 512 bytes: every title is larger, the first write fails)
+expect write_error 3 "o-werr: nothing written" -- bash -c 'trap "" XFSZ; ulimit -f 1; exec "$@"' sh "$t" build -c "$conf" -i "$csv" -o "$w/o-werr"
+grep -q "cannot write" "$w/write_error.out" || fail "write_error: no 'cannot write' message"
+[ "$(ls -A "$w/o-werr" | wc -l)" -eq 0 ] || fail "write_error: files left behind: $(ls -A "$w/o-werr")"
+# a temporary of a killed build (its PID no longer runs) is removed by the next build
+mkdir -p "$w/o-stale-tmp"
+echo partial > "$w/o-stale-tmp/.UVC-2025-0001.xml.999999999.fmtmp"
+echo other > "$w/o-stale-tmp/.keep"
+"$t" build -c "$conf" -i "$csv" -o "$w/o-stale-tmp" >/dev/null 2>&1 || fail "build over a stale temporary"
+[ ! -e "$w/o-stale-tmp/.UVC-2025-0001.xml.999999999.fmtmp" ] || fail "stale temporary not removed"
+[ -e "$w/o-stale-tmp/.keep" ] || fail "a file of another pattern was removed"
+[ "$(ls "$w/o-stale-tmp" | wc -l)" -eq 11 ] || fail "stale_tmp: expected 11 titles: $(ls -A "$w/o-stale-tmp")"
 "$t" build -c "$conf" -i "$csv" -o "$w/o-stale" >/dev/null 2>&1 || fail "build of the examples"
 expect stale_titles 1 "already holds 10 title(s) that are not in this CSV" -- "$t" build -c "$conf" -i "$w/one.csv" -o "$w/o-stale"
 expect same_batch_again 0 "11 title(s) written" -- "$t" build -c "$conf" -i "$csv" -o "$w/o-stale"
