@@ -9,6 +9,8 @@
  * workbook that trips FreeXL costs at most this process.
  * WIDENED-COPY: the same workbook with its DIMENSIONS record widened by
  * titulos, tried when FreeXL refuses the original.
+ * Its output must be a pipe: with RLIMIT_FSIZE 0, writing to a regular file
+ * ends it with SIGXFSZ.
  * Exit status: 0 when an answer was written (rows or an error), 1 when not.
  */
 #include <stdio.h>
