@@ -3,7 +3,8 @@
  *
  * One mutex (wlock) guards every worker and call; it is never held while a
  * call's function runs, so a hung token holds nothing the others need.
- * Waiters sleep on one condition variable on CLOCK_MONOTONIC.
+ * Each caller sleeps on its own call's condition variable (CLOCK_MONOTONIC),
+ * so a call on one token never wakes the callers of the others.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -28,6 +29,7 @@ struct call {
 	bool abandoned;       /* the caller left; the worker owns the call */
 	bool in_dialog;       /* the deadline is stopped */
 	struct timespec deadline;
+	pthread_cond_t cond;  /* the caller waits on its own call only */
 	struct call *next;
 };
 
@@ -40,7 +42,7 @@ struct worker {
 };
 
 static pthread_mutex_t wlock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t done_cond;
+static pthread_condattr_t cond_attr; /* CLOCK_MONOTONIC, for every call's cond */
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static bool cond_ok;
 static struct worker *table[AGENT_MAX_WORKERS];
@@ -51,14 +53,10 @@ static _Thread_local struct call *current;
 
 static void init_once(void)
 {
-	pthread_condattr_t a;
-
-	if (pthread_condattr_init(&a) != 0)
+	if (pthread_condattr_init(&cond_attr) != 0)
 		return;
-	if (pthread_condattr_setclock(&a, CLOCK_MONOTONIC) == 0 &&
-	    pthread_cond_init(&done_cond, &a) == 0)
+	if (pthread_condattr_setclock(&cond_attr, CLOCK_MONOTONIC) == 0)
 		cond_ok = true;
-	pthread_condattr_destroy(&a);
 }
 
 void agent_workers_set_timeout(long seconds)
@@ -106,7 +104,7 @@ static void *worker_main(void *p)
 		w->queued--;
 		c->state = CALL_RUNNING;
 		set_deadline(c);
-		pthread_cond_broadcast(&done_cond);
+		pthread_cond_signal(&c->cond);
 		pthread_mutex_unlock(&wlock);
 
 		current = c;
@@ -121,9 +119,11 @@ static void *worker_main(void *p)
 				  w->label, w->serial, firmante_err_code(rc));
 			if (c->free_arg)
 				c->free_arg(c->arg);
+			pthread_cond_destroy(&c->cond);
 			free(c);
+		} else {
+			pthread_cond_signal(&c->cond);
 		}
-		pthread_cond_broadcast(&done_cond);
 	}
 	hung_now--;
 	pthread_mutex_unlock(&wlock);
@@ -195,13 +195,13 @@ static void abandon(struct worker *w, struct call *c)
 	for (struct call *q = w->head; q; q = q->next) {
 		q->rc = FIRMANTE_E_TOKEN_TIMEOUT;
 		q->state = CALL_DONE;
+		pthread_cond_signal(&q->cond);
 	}
 	w->head = w->tail = NULL;
 	w->queued = 0;
 	w->detached = true;
 	abandoned_total++;
 	hung_now++;
-	pthread_cond_broadcast(&done_cond);
 	agent_log("token \"%s\" (serial %s) did not answer within %ld s; its call was abandoned "
 		  "(%u token call(s) still hung)",
 		  w->label, w->serial, timeout_s, hung_now);
@@ -223,6 +223,10 @@ int agent_token_call(const struct fp11_token_info *tok, agent_token_fn fn, void 
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return FIRMANTE_E_NOMEM;
+	if (pthread_cond_init(&c->cond, &cond_attr) != 0) {
+		free(c);
+		return FIRMANTE_E_INTERNAL;
+	}
 	c->fn = fn;
 	c->arg = arg;
 	c->free_arg = free_arg;
@@ -250,7 +254,7 @@ int agent_token_call(const struct fp11_token_info *tok, agent_token_fn fn, void 
 
 	while (c->state != CALL_DONE) {
 		if (c->state == CALL_RUNNING && !c->in_dialog) {
-			int e = pthread_cond_timedwait(&done_cond, &wlock, &c->deadline);
+			int e = pthread_cond_timedwait(&c->cond, &wlock, &c->deadline);
 			if (e == ETIMEDOUT && c->state == CALL_RUNNING && !c->in_dialog) {
 				struct timespec now;
 				clock_gettime(CLOCK_MONOTONIC, &now);
@@ -264,7 +268,7 @@ int agent_token_call(const struct fp11_token_info *tok, agent_token_fn fn, void 
 				}
 			}
 		} else {
-			pthread_cond_wait(&done_cond, &wlock);
+			pthread_cond_wait(&c->cond, &wlock);
 		}
 	}
 	rc = c->rc;
@@ -274,6 +278,8 @@ out:
 	pthread_mutex_unlock(&wlock);
 	if (give && free_arg)
 		free_arg(arg);
+	if (c)
+		pthread_cond_destroy(&c->cond);
 	free(c);
 	return rc;
 }
@@ -299,7 +305,7 @@ void agent_worker_dialog_end(void)
 	if (current) {
 		current->in_dialog = false;
 		set_deadline(current);
-		pthread_cond_broadcast(&done_cond);
+		pthread_cond_signal(&current->cond);
 	}
 	pthread_mutex_unlock(&wlock);
 }
