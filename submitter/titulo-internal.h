@@ -98,4 +98,12 @@ int te_curp_check(const char *s, char *why, size_t why_size);
  * as YYYY-MM-DD. Returns 0 or FIRMANTE_E_INVALID. */
 int te_date_input(const char *in, char out[11]);
 
+/* titulo_parse() that also hands back the parsed libxml2 document (an
+ * xmlDocPtr, passed as void * so this header needs no libxml2), for a
+ * caller that validates it against the XSD instead of parsing the text a
+ * second time. *@doc is written only on success; free it with xmlFreeDoc().
+ * Same returns as titulo_parse(). */
+int te_parse_doc(const char *xml, size_t len, titulo **out, struct titulo_error *err,
+		 void **doc);
+
 #endif

@@ -622,8 +622,7 @@ static int read_attrs(struct parse_ctx *c, xmlNodePtr n, int e, struct te_node *
 	dst->line = line;
 	for (xmlAttrPtr a = n->properties; a; a = a->next) {
 		const char *name = (const char *)a->name;
-		char field[160];
-		snprintf(field, sizeof(field), "%s/@%s", label, name);
+		char field[160]; /* written only for an error */
 		if (a->ns) {
 			if (e == TE_ROOT && a->ns->href &&
 			    strcmp((const char *)a->ns->href, XSI_NS) == 0 &&
@@ -638,6 +637,7 @@ static int read_attrs(struct parse_ctx *c, xmlNodePtr n, int e, struct te_node *
 					return FIRMANTE_E_NOMEM;
 				continue;
 			}
+			snprintf(field, sizeof(field), "%s/@%s", label, name);
 			te_error(c->err, FIRMANTE_E_BAD_DOCUMENT, line, field,
 				 "attribute '%s' in a namespace is not allowed on %s; the "
 				 "standard's attributes are unqualified",
@@ -646,6 +646,7 @@ static int read_attrs(struct parse_ctx *c, xmlNodePtr n, int e, struct te_node *
 		}
 		int idx = te_attr_index(e, name);
 		if (idx < 0) {
+			snprintf(field, sizeof(field), "%s/@%s", label, name);
 			for (size_t k = 0; k < te_elem_nattrs(e); k++) {
 				if (strcasecmp(te_elem_attr(e, k), name) == 0) {
 					te_error(c->err, FIRMANTE_E_BAD_DOCUMENT, line, field,
@@ -782,6 +783,12 @@ static int parse_tree(struct parse_ctx *c, xmlNodePtr root)
 
 int titulo_parse(const char *xml, size_t len, titulo **out, struct titulo_error *err)
 {
+	return te_parse_doc(xml, len, out, err, NULL);
+}
+
+int te_parse_doc(const char *xml, size_t len, titulo **out, struct titulo_error *err,
+		 void **doc)
+{
 	int rc;
 	xmlParserCtxtPtr ctxt = NULL;
 	struct parse_ctx c = { .err = err };
@@ -845,6 +852,10 @@ int titulo_parse(const char *xml, size_t len, titulo **out, struct titulo_error 
 		goto out;
 	*out = c.t;
 	c.t = NULL;
+	if (doc) {
+		*doc = c.doc;
+		c.doc = NULL;
+	}
 	rc = 0;
 out:
 	titulo_free(c.t);

@@ -32,11 +32,15 @@
  * was read from the certificate, never a verdict about a sello.
  */
 #define VERIFIER_CERT_CACHE 16
+/* parse_rc of a certificadoResponsable that is not canonical Base64 */
+#define CERT_NOT_BASE64 1
 
 struct cert_entry {
-	uint8_t *der;            /* owned copy; NULL when the slot is free */
+	char *b64;               /* certificadoResponsable as written (owned);
+				    NULL when the slot is free */
 	size_t len;
-	int parse_rc;            /* fm_satcert_parse_der()'s result */
+	int parse_rc;            /* fm_satcert_parse_der()'s result, or
+				    CERT_NOT_BASE64 */
 	struct fm_satcert cert;  /* valid when parse_rc == 0 */
 	EVP_PKEY *pk;            /* RSA public key; NULL when not RSA */
 };
@@ -47,6 +51,8 @@ struct titulo_verifier {
 	size_t autoridad_len;
 	char autoridad_no[21]; /* its SAT number, "" when not a SAT serial */
 	pthread_mutex_t mu; /* guards certs and next */
+	pthread_mutex_t vmu; /* guards vctx */
+	xmlSchemaValidCtxtPtr vctx; /* reused across titles; NULL until first use */
 	struct cert_entry certs[VERIFIER_CERT_CACHE];
 	size_t next; /* slot replaced next (round robin) */
 };
@@ -72,6 +78,13 @@ int titulo_verifier_new(const char *xsd_path, titulo_verifier **out, struct titu
 		goto out;
 	}
 	if (pthread_mutex_init(&v->mu, NULL) != 0) {
+		free(v);
+		v = NULL;
+		rc = FIRMANTE_E_NOMEM;
+		goto out;
+	}
+	if (pthread_mutex_init(&v->vmu, NULL) != 0) {
+		pthread_mutex_destroy(&v->mu);
 		free(v);
 		v = NULL;
 		rc = FIRMANTE_E_NOMEM;
@@ -107,13 +120,16 @@ void titulo_verifier_free(titulo_verifier *v)
 {
 	if (!v)
 		return;
+	if (v->vctx)
+		xmlSchemaFreeValidCtxt(v->vctx);
 	if (v->schema)
 		xmlSchemaFree(v->schema);
 	free(v->autoridad);
 	for (size_t i = 0; i < VERIFIER_CERT_CACHE; i++) {
-		free(v->certs[i].der);
+		free(v->certs[i].b64);
 		EVP_PKEY_free(v->certs[i].pk);
 	}
+	pthread_mutex_destroy(&v->vmu);
 	pthread_mutex_destroy(&v->mu);
 	free(v);
 }
@@ -142,22 +158,26 @@ static int cert_read(const uint8_t *der, size_t len, struct cert_entry *e)
 }
 
 /*
- * cert_lookup - what certificate @der says, from @v's cache or read now
- * and remembered (@v may be NULL: no cache). On success *@parse_rc is
- * fm_satcert_parse_der()'s result, @cert its fields when that is 0, and
- * *@pk a new reference to the RSA public key (caller frees) or NULL.
- * Returns 0 or FIRMANTE_E_NOMEM.
+ * cert_lookup - what the certificadoResponsable @b64 (@len characters)
+ * says, from @v's cache or decoded and read now and remembered (@v may be
+ * NULL: no cache). The cache is keyed by the Base64 text itself: canonical
+ * Base64 (RFC 4648 §4, as fm_base64_decode() demands) decodes to one DER
+ * only, so a title whose text matches an earlier one carries the same
+ * certificate and nothing is decoded again.
+ * On success *@parse_rc is CERT_NOT_BASE64, or fm_satcert_parse_der()'s
+ * result, @cert its fields when that is 0, and *@pk a new reference to the
+ * RSA public key (caller frees) or NULL. Returns 0 or FIRMANTE_E_NOMEM.
  */
-static int cert_lookup(titulo_verifier *v, const uint8_t *der, size_t len, int *parse_rc,
+static int cert_lookup(titulo_verifier *v, const char *b64, size_t len, int *parse_rc,
 		       struct fm_satcert *cert, EVP_PKEY **pk)
 {
-	struct cert_entry fresh;
+	struct cert_entry fresh = { 0 };
 	int rc;
 	if (v) {
 		pthread_mutex_lock(&v->mu);
 		for (size_t i = 0; i < VERIFIER_CERT_CACHE; i++) {
 			struct cert_entry *e = &v->certs[i];
-			if (e->der && e->len == len && memcmp(e->der, der, len) == 0) {
+			if (e->b64 && e->len == len && memcmp(e->b64, b64, len) == 0) {
 				if (e->pk && EVP_PKEY_up_ref(e->pk) != 1) {
 					pthread_mutex_unlock(&v->mu);
 					return FIRMANTE_E_NOMEM;
@@ -171,26 +191,38 @@ static int cert_lookup(titulo_verifier *v, const uint8_t *der, size_t len, int *
 		}
 		pthread_mutex_unlock(&v->mu);
 	}
-	rc = cert_read(der, len, &fresh);
-	if (rc)
+	uint8_t *der = NULL;
+	size_t der_len = 0;
+	rc = fm_base64_decode(b64, len, &der, &der_len);
+	if (rc == FIRMANTE_E_NOMEM)
 		return rc;
+	if (rc || der_len == 0) {
+		fresh.parse_rc = CERT_NOT_BASE64;
+	} else {
+		rc = cert_read(der, der_len, &fresh);
+		if (rc) {
+			free(der);
+			return rc;
+		}
+	}
+	free(der);
 	*parse_rc = fresh.parse_rc;
 	*cert = fresh.cert;
 	*pk = fresh.pk; /* the caller's reference */
 	if (!v)
 		return 0;
 	/* Remember it (best effort: without memory the result is still right). */
-	fresh.der = malloc(len);
-	if (!fresh.der || (fresh.pk && EVP_PKEY_up_ref(fresh.pk) != 1)) {
-		free(fresh.der);
+	fresh.b64 = malloc(len);
+	if (!fresh.b64 || (fresh.pk && EVP_PKEY_up_ref(fresh.pk) != 1)) {
+		free(fresh.b64);
 		return 0;
 	}
-	memcpy(fresh.der, der, len);
+	memcpy(fresh.b64, b64, len);
 	fresh.len = len;
 	pthread_mutex_lock(&v->mu);
 	struct cert_entry *slot = &v->certs[v->next];
 	v->next = (v->next + 1) % VERIFIER_CERT_CACHE;
-	free(slot->der);
+	free(slot->b64);
 	EVP_PKEY_free(slot->pk);
 	*slot = fresh;
 	pthread_mutex_unlock(&v->mu);
@@ -220,23 +252,18 @@ static void xsd_error(void *data, xmlErrorPtr e)
 
 /* Validate against the XSD; a node Autenticacion with attributes is left
  * out of the validated copy (§11, XSD conflict). */
-static int validate_xsd(titulo_verifier *v, const char *xml, size_t len,
-			struct titulo_findings *findings)
+/* XSD validation of @doc, the document titulo_verify() parsed (its
+ * Autenticacion element, when it carries attributes, is removed from @doc
+ * first: §11). One validation context is kept in @v and reused from title
+ * to title; a thread that finds it busy uses a context of its own. */
+static int validate_xsd(titulo_verifier *v, xmlDocPtr doc, struct titulo_findings *findings)
 {
 	int rc;
-	xmlDocPtr doc = NULL;
 	xmlSchemaValidCtxtPtr vctx = NULL;
+	int shared = 0;
 	struct xsd_ctx c = { .findings = findings };
 	size_t errors_before = findings->errors;
 
-	doc = xmlReadMemory(xml, (int)len, NULL, NULL,
-			    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-	if (!doc) {
-		rc = te_finding_r(findings, "xsd", -1, NULL, NULL, 0, 0, "XSD",
-				  "document could not be read for XSD validation");
-		rc = rc ? rc : FIRMANTE_E_INVALID;
-		goto out;
-	}
 	xmlNodePtr root = xmlDocGetRootElement(doc);
 	for (xmlNodePtr k = root ? root->children : NULL; k; k = k->next) {
 		if (k->type == XML_ELEMENT_NODE && strcmp((const char *)k->name, "Autenticacion") == 0 &&
@@ -246,19 +273,29 @@ static int validate_xsd(titulo_verifier *v, const char *xml, size_t len,
 			break;
 		}
 	}
-	vctx = xmlSchemaNewValidCtxt(v->schema);
+	if (pthread_mutex_trylock(&v->vmu) == 0) {
+		shared = 1;
+		if (!v->vctx)
+			v->vctx = xmlSchemaNewValidCtxt(v->schema);
+		vctx = v->vctx;
+	} else {
+		vctx = xmlSchemaNewValidCtxt(v->schema);
+	}
 	if (!vctx) {
 		rc = FIRMANTE_E_NOMEM;
 		goto out;
 	}
 	xmlSchemaSetValidStructuredErrors(vctx, xsd_error, &c);
 	int r = xmlSchemaValidateDoc(vctx, doc);
-	if (c.nomem) {
-		rc = FIRMANTE_E_NOMEM;
-		goto out;
-	}
-	if (r < 0) {
-		rc = FIRMANTE_E_INTERNAL;
+	xmlSchemaSetValidStructuredErrors(vctx, NULL, NULL);
+	if (c.nomem || r < 0) {
+		/* a context that failed midway is not reused */
+		if (shared) {
+			xmlSchemaFreeValidCtxt(vctx);
+			v->vctx = NULL;
+			vctx = NULL;
+		}
+		rc = c.nomem ? FIRMANTE_E_NOMEM : FIRMANTE_E_INTERNAL;
 		goto out;
 	}
 	if (r > 0 && findings->errors == errors_before) {
@@ -269,10 +306,10 @@ static int validate_xsd(titulo_verifier *v, const char *xml, size_t len,
 	}
 	rc = r > 0 ? FIRMANTE_E_INVALID : 0;
 out:
-	if (vctx)
+	if (shared)
+		pthread_mutex_unlock(&v->vmu);
+	else if (vctx)
 		xmlSchemaFreeValidCtxt(vctx);
-	if (doc)
-		xmlFreeDoc(doc);
 	return rc;
 }
 
@@ -332,8 +369,8 @@ static int verify_firmante(titulo_verifier *v, const titulo *t, size_t i,
 {
 	int rc = 0;
 	EVP_PKEY *pk = NULL;
-	uint8_t *sig = NULL, *der = NULL;
-	size_t sig_len = 0, der_len = 0;
+	uint8_t *sig = NULL;
+	size_t sig_len = 0;
 	char *cadena = NULL;
 	size_t cadena_len = 0;
 	struct fm_satcert cert;
@@ -365,15 +402,15 @@ static int verify_firmante(titulo_verifier *v, const titulo *t, size_t i,
 	if (!cer || !cer[0]) {
 		ADDF("cert-missing", i, c, "certificadoResponsable",
 		     "certificadoResponsable is missing");
-	} else if (fm_base64_decode(cer, strlen(cer), &der, &der_len) != 0 || der_len == 0) {
-		ADDF("cert-invalid", i, c, "certificadoResponsable",
-		     "certificadoResponsable is not Base64 on one line without spaces (§7)");
 	} else {
 		int pr = 0;
-		rc = cert_lookup(v, der, der_len, &pr, &cert, &pk);
+		rc = cert_lookup(v, cer, strlen(cer), &pr, &cert, &pk);
 		if (rc)
 			goto out;
-		if (pr == FIRMANTE_E_NOMEM) {
+		if (pr == CERT_NOT_BASE64) {
+			ADDF("cert-invalid", i, c, "certificadoResponsable",
+			     "certificadoResponsable is not Base64 on one line without spaces (§7)");
+		} else if (pr == FIRMANTE_E_NOMEM) {
 			rc = pr;
 			goto out;
 		} else if (pr == FIRMANTE_E_CERT_SERIAL) {
@@ -434,7 +471,6 @@ static int verify_firmante(titulo_verifier *v, const titulo *t, size_t i,
 out:
 	EVP_PKEY_free(pk);
 	free(sig);
-	free(der);
 	free(cadena);
 	return rc;
 }
@@ -620,12 +656,12 @@ static int check_values(const titulo *t, struct titulo_findings *findings)
 		const char *curp = fi >= 0 ? titulo_firmante_attr(t, (size_t)fi, "curp") : NULL;
 		for (size_t a = 0; a < te_elem_nattrs(e); a++) {
 			const char *name = te_elem_attr(e, a), *val = n->v[a];
-			char field[160];
+			char field[160]; /* written by FIELD() only for a finding */
 			if (!val)
 				continue;
-			snprintf(field, sizeof(field), "%s/@%s", te_elem_name(e), name);
+#define FIELD() (snprintf(field, sizeof(field), "%s/@%s", te_elem_name(e), name), field)
 			if (!val[0]) {
-				ADDF("xml-empty-attribute", fi, curp, field,
+				ADDF("xml-empty-attribute", fi, curp, FIELD(),
 				     "%s is empty; an absent optional value is left out of the XML "
 				     "(the cadena still gets an empty field), a required one must have a "
 				     "value (§12, §13.1)",
@@ -634,23 +670,24 @@ static int check_values(const titulo *t, struct titulo_findings *findings)
 			}
 			for (size_t d = 0; d < sizeof(dates) / sizeof(dates[0]); d++)
 				if (strcmp(name, dates[d]) == 0 && titulo_date_check(val) != 0)
-					ADDF("xml-non-canonical", fi, curp, field,
+					ADDF("xml-non-canonical", fi, curp, FIELD(),
 					     "'%s' is not a date written YYYY-MM-DD without a time or "
 					     "zone; other forms change the cadena (§8)",
 					     val);
 			for (size_t d = 0; d < sizeof(ints) / sizeof(ints[0]); d++)
 				if (strcmp(name, ints[d]) == 0 && !is_canonical_int(val))
-					ADDF("xml-non-canonical", fi, curp, field,
+					ADDF("xml-non-canonical", fi, curp, FIELD(),
 					     "'%s' is not an integer written without sign, spaces or "
 					     "leading zeros (§8)",
 					     val);
 			if (strcmp(name, "idEntidadFederativa") == 0 &&
 			    !(strlen(val) == 2 && val[0] >= '0' && val[0] <= '3' && val[1] >= '0' &&
 			      val[1] <= '9'))
-				ADDF("xml-non-canonical", fi, curp, field,
+				ADDF("xml-non-canonical", fi, curp, FIELD(),
 				     "'%s' is not a two-digit entity id 01..33 (§3, §13.2)", val);
 		}
 	}
+#undef FIELD
 out:
 	return rc;
 }
@@ -715,6 +752,7 @@ int titulo_verify(titulo_verifier *v, const char *xml, size_t len, unsigned flag
 {
 	int rc;
 	titulo *t = NULL;
+	void *doc = NULL; /* the parsed document, validated against the XSD */
 	struct titulo_error perr = { 0 };
 	size_t errors_before = findings ? findings->errors : 0;
 	struct titulo_findings local = { 0 };
@@ -739,7 +777,7 @@ int titulo_verify(titulo_verifier *v, const char *xml, size_t len, unsigned flag
 			goto out;
 		}
 	}
-	rc = titulo_parse(xml, len, &t, &perr);
+	rc = te_parse_doc(xml, len, &t, &perr, &doc);
 	if (rc == FIRMANTE_E_NOMEM)
 		goto out;
 	if (rc) {
@@ -767,7 +805,7 @@ int titulo_verify(titulo_verifier *v, const char *xml, size_t len, unsigned flag
 			rc = FIRMANTE_E_INTERNAL;
 			goto out;
 		}
-		rc = validate_xsd(v, xml, len, findings);
+		rc = validate_xsd(v, doc, findings);
 		if (rc && rc != FIRMANTE_E_INVALID)
 			goto out;
 	}
@@ -803,6 +841,8 @@ int titulo_verify(titulo_verifier *v, const char *xml, size_t len, unsigned flag
 	}
 	rc = findings->errors > errors_before ? FIRMANTE_E_INVALID : 0;
 out:
+	if (doc)
+		xmlFreeDoc(doc);
 	titulo_free(t);
 	titulo_findings_clear(&local);
 	return rc;
