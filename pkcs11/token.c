@@ -249,7 +249,7 @@ static void id_cache_check_tokens(fp11_ctx *ctx, const struct token_ref *toks, s
 
 static void ctx_free_modules(fp11_ctx *ctx)
 {
-	for (size_t i = 0; i < ctx->n_mods; i++) {
+	for (size_t i = 0; ctx->mods && i < ctx->n_mods; i++) {
 		if (ctx->mods[i].from_path) {
 			p11_kit_module_finalize(ctx->mods[i].funcs);
 			p11_kit_module_release(ctx->mods[i].funcs);
