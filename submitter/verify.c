@@ -15,6 +15,7 @@
 #include <libxml/tree.h>
 #include <libxml/xmlschemas.h>
 #include <openssl/evp.h>
+#include <openssl/rsa.h>
 #include <openssl/x509.h>
 
 #include "firmante/protocol.h"
@@ -43,6 +44,8 @@ struct cert_entry {
 				    CERT_NOT_BASE64 */
 	struct fm_satcert cert;  /* valid when parse_rc == 0 */
 	EVP_PKEY *pk;            /* RSA public key; NULL when not RSA */
+	EVP_PKEY_CTX *tmpl;      /* @pk ready to verify a sello (§6), duplicated
+				    for each use; NULL when not prepared */
 };
 
 struct titulo_verifier {
@@ -128,6 +131,7 @@ void titulo_verifier_free(titulo_verifier *v)
 	for (size_t i = 0; i < VERIFIER_CERT_CACHE; i++) {
 		free(v->certs[i].b64);
 		EVP_PKEY_free(v->certs[i].pk);
+		EVP_PKEY_CTX_free(v->certs[i].tmpl);
 	}
 	pthread_mutex_destroy(&v->vmu);
 	pthread_mutex_destroy(&v->mu);
@@ -152,6 +156,16 @@ static int cert_read(const uint8_t *der, size_t len, struct cert_entry *e)
 			EVP_PKEY_free(r.pk);
 			r.pk = NULL;
 		}
+		/* RSASSA-PKCS1-v1_5 with SHA-256 (§6), set up once per
+		 * certificate: OpenSSL 3 fetches the algorithms on every
+		 * EVP_DigestVerifyInit otherwise. Without it, sello_valid_pk(). */
+		r.tmpl = r.pk ? EVP_PKEY_CTX_new_from_pkey(NULL, r.pk, NULL) : NULL;
+		if (r.tmpl && (EVP_PKEY_verify_init(r.tmpl) != 1 ||
+			       EVP_PKEY_CTX_set_rsa_padding(r.tmpl, RSA_PKCS1_PADDING) != 1 ||
+			       EVP_PKEY_CTX_set_signature_md(r.tmpl, EVP_sha256()) != 1)) {
+			EVP_PKEY_CTX_free(r.tmpl);
+			r.tmpl = NULL;
+		}
 	}
 	*e = r;
 	return 0;
@@ -166,10 +180,12 @@ static int cert_read(const uint8_t *der, size_t len, struct cert_entry *e)
  * certificate and nothing is decoded again.
  * On success *@parse_rc is CERT_NOT_BASE64, or fm_satcert_parse_der()'s
  * result, @cert its fields when that is 0, and *@pk a new reference to the
- * RSA public key (caller frees) or NULL. Returns 0 or FIRMANTE_E_NOMEM.
+ * RSA public key (caller frees) or NULL, and *@vc a verification context
+ * of that key prepared for a sello (caller frees) or NULL.
+ * Returns 0 or FIRMANTE_E_NOMEM.
  */
 static int cert_lookup(titulo_verifier *v, const char *b64, size_t len, int *parse_rc,
-		       struct fm_satcert *cert, EVP_PKEY **pk)
+		       struct fm_satcert *cert, EVP_PKEY **pk, EVP_PKEY_CTX **vc)
 {
 	struct cert_entry fresh = { 0 };
 	int rc;
@@ -185,6 +201,7 @@ static int cert_lookup(titulo_verifier *v, const char *b64, size_t len, int *par
 				*parse_rc = e->parse_rc;
 				*cert = e->cert;
 				*pk = e->pk;
+				*vc = e->tmpl ? EVP_PKEY_CTX_dup(e->tmpl) : NULL;
 				pthread_mutex_unlock(&v->mu);
 				return 0;
 			}
@@ -209,12 +226,16 @@ static int cert_lookup(titulo_verifier *v, const char *b64, size_t len, int *par
 	*parse_rc = fresh.parse_rc;
 	*cert = fresh.cert;
 	*pk = fresh.pk; /* the caller's reference */
-	if (!v)
+	*vc = fresh.tmpl ? EVP_PKEY_CTX_dup(fresh.tmpl) : NULL;
+	if (!v) {
+		EVP_PKEY_CTX_free(fresh.tmpl);
 		return 0;
+	}
 	/* Remember it (best effort: without memory the result is still right). */
 	fresh.b64 = malloc(len);
 	if (!fresh.b64 || (fresh.pk && EVP_PKEY_up_ref(fresh.pk) != 1)) {
 		free(fresh.b64);
+		EVP_PKEY_CTX_free(fresh.tmpl);
 		return 0;
 	}
 	memcpy(fresh.b64, b64, len);
@@ -224,6 +245,7 @@ static int cert_lookup(titulo_verifier *v, const char *b64, size_t len, int *par
 	v->next = (v->next + 1) % VERIFIER_CERT_CACHE;
 	free(slot->b64);
 	EVP_PKEY_free(slot->pk);
+	EVP_PKEY_CTX_free(slot->tmpl);
 	*slot = fresh;
 	pthread_mutex_unlock(&v->mu);
 	return 0;
@@ -338,6 +360,20 @@ out:
 	return rc;
 }
 
+/* sello_valid_pk() with a context cert_lookup() prepared: the SHA-256 of
+ * @data, then the RSA verification of that digest (the same
+ * RSASSA-PKCS1-v1_5 check EVP_DigestVerify makes). 1 valid, 0 invalid,
+ * negative error. */
+static int sello_valid_vc(EVP_PKEY_CTX *vc, const uint8_t *sig, size_t sig_len, const char *data,
+			  size_t data_len)
+{
+	unsigned char md[32];
+	unsigned int mdlen = 0;
+	if (!EVP_Digest(data, data_len, md, &mdlen, EVP_sha256(), NULL) || mdlen != sizeof(md))
+		return FIRMANTE_E_INTERNAL;
+	return EVP_PKEY_verify(vc, sig, sig_len, md, mdlen) == 1;
+}
+
 /* sello_valid_pk() with the RSA public key of certificate @der. */
 static int sello_valid(const uint8_t *der, size_t der_len, const uint8_t *sig, size_t sig_len,
 		       const char *data, size_t data_len)
@@ -369,6 +405,7 @@ static int verify_firmante(titulo_verifier *v, const titulo *t, size_t i,
 {
 	int rc = 0;
 	EVP_PKEY *pk = NULL;
+	EVP_PKEY_CTX *vc = NULL;
 	uint8_t *sig = NULL;
 	size_t sig_len = 0;
 	char *cadena = NULL;
@@ -404,7 +441,7 @@ static int verify_firmante(titulo_verifier *v, const titulo *t, size_t i,
 		     "certificadoResponsable is missing");
 	} else {
 		int pr = 0;
-		rc = cert_lookup(v, cer, strlen(cer), &pr, &cert, &pk);
+		rc = cert_lookup(v, cer, strlen(cer), &pr, &cert, &pk, &vc);
 		if (rc)
 			goto out;
 		if (pr == CERT_NOT_BASE64) {
@@ -453,7 +490,8 @@ static int verify_firmante(titulo_verifier *v, const titulo *t, size_t i,
 	}
 
 	if (cert_ok && sig && cadena) {
-		int ok = sello_valid_pk(pk, sig, sig_len, cadena, cadena_len);
+		int ok = vc ? sello_valid_vc(vc, sig, sig_len, cadena, cadena_len)
+			    : sello_valid_pk(pk, sig, sig_len, cadena, cadena_len);
 		if (ok == FIRMANTE_E_NOMEM) {
 			rc = ok;
 			goto out;
@@ -470,6 +508,7 @@ static int verify_firmante(titulo_verifier *v, const titulo *t, size_t i,
 	rc = 0;
 out:
 	EVP_PKEY_free(pk);
+	EVP_PKEY_CTX_free(vc);
 	free(sig);
 	free(cadena);
 	return rc;
