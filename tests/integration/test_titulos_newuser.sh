@@ -60,6 +60,11 @@ grep -q "unknown key" "$w/broken_section.out" && fail "broken_section: keys blam
 expect write_error 3 "o-werr: nothing written" -- bash -c 'trap "" XFSZ; ulimit -f 1; exec "$@"' sh "$t" build -c "$conf" -i "$csv" -o "$w/o-werr"
 grep -q "cannot write" "$w/write_error.out" || fail "write_error: no 'cannot write' message"
 [ "$(ls -A "$w/o-werr" | wc -l)" -eq 0 ] || fail "write_error: files left behind: $(ls -A "$w/o-werr")"
+# a bad row at the very end: every row checked before any title is written
+{ cat "$csv"; tail -1 "$csv" | sed 's/^UVC-2025-0011,[A-Z]/UVC-2025-0012,X/'; } > "$w/lastbad.csv"
+expect last_row_bad 1 "lastbad.csv:13:2: curp:" -- "$t" build -c "$conf" -i "$w/lastbad.csv" -o "$w/o-lastbad"
+grep -q "nothing written" "$w/last_row_bad.out" || fail "last_row_bad: no 'nothing written'"
+[ "$(ls -A "$w/o-lastbad" 2>/dev/null | wc -l)" -eq 0 ] || fail "last_row_bad: files written: $(ls -A "$w/o-lastbad")"
 # a temporary of a killed build (its PID no longer runs) is removed by the next build
 mkdir -p "$w/o-stale-tmp"
 echo partial > "$w/o-stale-tmp/.UVC-2025-0001.xml.999999999.fmtmp"

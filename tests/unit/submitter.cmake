@@ -5,6 +5,9 @@ firmante_unit_test(test_titulo_verify SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/t
                    LIBS firmante-titulo)
 firmante_unit_test(test_titulo_build SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_titulo_build.c
                    LIBS firmante-titulo)
+# fm_batch, the CSV read in chunks and the builder's two readings.
+firmante_unit_test(test_titulo_stream SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_titulo_stream.c
+                   LIBS firmante-titulo)
 
 # titulos build on the examples writes one file per graduate (named by
 # folioControl); nothing is written for a bad CSV; usage errors exit 2;
