@@ -625,11 +625,11 @@ class Bench:
                              "--out", out])
             walls.append(n / w)
             cpus.append(n / c)
-        self.add("6d", "titulos build on disk (%s), %d titles: each file fsync'ed"
+        self.add("6d", "titulos build on disk (%s), %d titles: one syncfs per batch"
                  % (fs_type(self.work), n), "titles/s", walls,
                  target="≥ 5000 titles/s", met=statistics.median(walls) >= 5000,
                  note="per CPU second: %.0f titles/s; the rest of the time waits for "
-                 "fsync (file and directory, per title)" % statistics.median(cpus),
+                 "the sync (one syncfs, one directory fsync)" % statistics.median(cpus),
                  extra={"per_cpu_s": summary(cpus)})
 
     def sign_titles(self, n):
