@@ -107,9 +107,11 @@ static void write_file(const char *path, const void *data, size_t len)
 
 static char *slurp(const char *path, size_t *len)
 {
-	char *s = NULL;
-	assert_int_equal(fm_read_file(path, 1u << 26, &s, len), 0);
-	return s;
+	char *text = NULL;
+	int rc = fm_read_file(path, 1u << 26, &text, len);
+	assert_int_equal(rc, 0);
+	assert_non_null(text);
+	return text;
 }
 
 /* ---- fm_batch ---------------------------------------------------------- */
