@@ -660,14 +660,17 @@ static int read_attrs(struct parse_ctx *c, xmlNodePtr n, int e, struct te_node *
 				 "attribute '%s' is not defined for %s by the standard", name, label);
 			return FIRMANTE_E_BAD_DOCUMENT;
 		}
-		xmlChar *v = xmlNodeGetContent((xmlNodePtr)a);
-		if (!v)
-			v = xmlStrdup(BAD_CAST "");
-		if (!v)
-			return FIRMANTE_E_NOMEM;
 		free(dst->v[idx]);
-		dst->v[idx] = dupstr((const char *)v);
-		xmlFree(v);
+		if (!a->children || (a->children->type == XML_TEXT_NODE && !a->children->next)) {
+			/* the usual value: one text node, read in place */
+			dst->v[idx] = dupstr(a->children && a->children->content
+						     ? (const char *)a->children->content
+						     : "");
+		} else {
+			xmlChar *v = xmlNodeGetContent((xmlNodePtr)a);
+			dst->v[idx] = dupstr(v ? (const char *)v : "");
+			xmlFree(v);
+		}
 		if (!dst->v[idx])
 			return FIRMANTE_E_NOMEM;
 	}

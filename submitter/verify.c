@@ -643,6 +643,16 @@ static int check_encoding(const char *xml, size_t len, struct titulo_findings *f
 	size_t i = 0;
 	while (i < len) {
 		unsigned char c = (unsigned char)xml[i];
+		if (c < 0x80) {
+			/* ASCII, most of a title (Base64): eight bytes at a time */
+			i++;
+			for (uint64_t w; i + 8 <= len; i += 8) {
+				memcpy(&w, xml + i, 8);
+				if (w & 0x8080808080808080ull)
+					break;
+			}
+			continue;
+		}
 		size_t k = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
 		int ok = k > 0 && i + k <= len && !(k == 2 && c < 0xC2);
 		for (size_t m = 1; ok && m < k; m++)
