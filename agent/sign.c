@@ -103,88 +103,104 @@ static int pin_cb(void *data, const struct fp11_token_info *tok, bool context_sp
 }
 
 /*
- * Public keys of the certificates signed with, parsed once: a certificate
- * (DER, compared byte for byte) maps to its RSA key. A few signers per
- * agent at most; the oldest entry makes room.
+ * Verification contexts of the certificates signed with, prepared once: a
+ * certificate (DER, compared byte for byte) maps to an EVP_MD_CTX set up
+ * for RSASSA-PKCS1-v1_5 with SHA-256 over its key (EVP_DigestVerifyInit
+ * fetches the algorithms; a copy of the prepared context does not). A few
+ * signers per agent at most; the oldest entry makes room.
  */
-#define PUBKEY_CACHE 8
+#define VERIFIER_CACHE 8
 static struct {
 	uint8_t *der;
 	size_t len;
-	EVP_PKEY *pk;
-} pubkeys[PUBKEY_CACHE];
-static size_t pubkeys_next;
-static pthread_mutex_t pubkeys_lock = PTHREAD_MUTEX_INITIALIZER;
+	EVP_MD_CTX *tmpl;
+} verifiers[VERIFIER_CACHE];
+static size_t verifiers_next;
+static pthread_mutex_t verifiers_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* The RSA key of certificate @der (a new reference), or NULL with *@rc. */
-static EVP_PKEY *cert_pubkey(const uint8_t *der, size_t der_len, int *rc)
+/* A copy of the cached context of @der into @md; false when not cached.
+ * Caller holds verifiers_lock. */
+static bool verifier_copy(const uint8_t *der, size_t der_len, EVP_MD_CTX *md, bool *ok)
+{
+	for (size_t i = 0; i < VERIFIER_CACHE; i++)
+		if (verifiers[i].tmpl && verifiers[i].len == der_len &&
+		    memcmp(verifiers[i].der, der, der_len) == 0) {
+			*ok = EVP_MD_CTX_copy_ex(md, verifiers[i].tmpl) == 1;
+			return true;
+		}
+	return false;
+}
+
+/* A context over the RSA key of certificate @der, ready for
+ * EVP_DigestVerify, prepared and cached when new. Returns 0, or
+ * FIRMANTE_E_CERT_INVALID, FIRMANTE_E_TOKEN (not an RSA key, OpenSSL
+ * failure), FIRMANTE_E_NOMEM. */
+static int verifier_for(const uint8_t *der, size_t der_len, EVP_MD_CTX *md)
 {
 	const unsigned char *p = der;
+	EVP_MD_CTX *tmpl = NULL;
 	EVP_PKEY *pk = NULL;
+	uint8_t *copy = NULL;
+	bool found, ok = false;
 	X509 *x;
-	uint8_t *copy;
+	int rc = FIRMANTE_E_TOKEN;
 
-	pthread_mutex_lock(&pubkeys_lock);
-	for (size_t i = 0; i < PUBKEY_CACHE && !pk; i++)
-		if (pubkeys[i].pk && pubkeys[i].len == der_len &&
-		    memcmp(pubkeys[i].der, der, der_len) == 0 && EVP_PKEY_up_ref(pubkeys[i].pk))
-			pk = pubkeys[i].pk;
-	pthread_mutex_unlock(&pubkeys_lock);
-	if (pk)
-		return pk;
+	pthread_mutex_lock(&verifiers_lock);
+	found = verifier_copy(der, der_len, md, &ok);
+	pthread_mutex_unlock(&verifiers_lock);
+	if (found)
+		return ok ? 0 : FIRMANTE_E_TOKEN;
 	x = d2i_X509(NULL, &p, (long)der_len);
-	if (!x) {
-		*rc = FIRMANTE_E_CERT_INVALID;
-		return NULL;
-	}
+	if (!x)
+		return FIRMANTE_E_CERT_INVALID;
 	pk = X509_get_pubkey(x);
 	X509_free(x);
-	if (!pk || EVP_PKEY_get_base_id(pk) != EVP_PKEY_RSA) {
-		EVP_PKEY_free(pk);
-		*rc = FIRMANTE_E_TOKEN;
-		return NULL;
-	}
+	if (!pk || EVP_PKEY_get_base_id(pk) != EVP_PKEY_RSA)
+		goto out;
+	tmpl = EVP_MD_CTX_new();
 	copy = malloc(der_len ? der_len : 1);
-	if (copy && EVP_PKEY_up_ref(pk)) {
-		memcpy(copy, der, der_len);
-		pthread_mutex_lock(&pubkeys_lock);
-		size_t i = pubkeys_next++ % PUBKEY_CACHE;
-		free(pubkeys[i].der);
-		EVP_PKEY_free(pubkeys[i].pk);
-		pubkeys[i].der = copy;
-		pubkeys[i].len = der_len;
-		pubkeys[i].pk = pk;
-		pthread_mutex_unlock(&pubkeys_lock);
-	} else {
-		free(copy);
+	if (!tmpl || !copy) {
+		rc = FIRMANTE_E_NOMEM;
+		goto out;
 	}
-	return pk;
+	if (EVP_DigestVerifyInit(tmpl, NULL, EVP_sha256(), NULL, pk) != 1 ||
+	    EVP_MD_CTX_copy_ex(md, tmpl) != 1)
+		goto out;
+	memcpy(copy, der, der_len);
+	pthread_mutex_lock(&verifiers_lock);
+	{
+		size_t i = verifiers_next++ % VERIFIER_CACHE;
+
+		free(verifiers[i].der);
+		EVP_MD_CTX_free(verifiers[i].tmpl);
+		verifiers[i].der = copy;
+		verifiers[i].len = der_len;
+		verifiers[i].tmpl = tmpl;
+	}
+	pthread_mutex_unlock(&verifiers_lock);
+	copy = NULL;
+	tmpl = NULL;
+	rc = 0;
+out:
+	free(copy);
+	EVP_MD_CTX_free(tmpl);
+	EVP_PKEY_free(pk); /* the context holds its own reference */
+	return rc;
 }
 
 /* RSASSA-PKCS1-v1_5 SHA-256 check of @sig over @data with the certificate's key. */
 static int verify_sello(const uint8_t *der, size_t der_len, const char *data, size_t len,
 			const uint8_t *sig, size_t sig_len)
 {
-	EVP_MD_CTX *md = NULL;
-	EVP_PKEY *pk;
-	int rc = FIRMANTE_E_TOKEN;
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	int rc;
 
-	pk = cert_pubkey(der, der_len, &rc);
-	if (!pk)
-		return rc;
-	md = EVP_MD_CTX_new();
-	if (!md) {
-		rc = FIRMANTE_E_NOMEM;
-		goto out;
-	}
-	if (EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, pk) != 1)
-		goto out;
-	if (EVP_DigestVerify(md, sig, sig_len, (const unsigned char *)data, len) != 1)
-		goto out;
-	rc = 0;
-out:
+	if (!md)
+		return FIRMANTE_E_NOMEM;
+	rc = verifier_for(der, der_len, md);
+	if (rc == 0 && EVP_DigestVerify(md, sig, sig_len, (const unsigned char *)data, len) != 1)
+		rc = FIRMANTE_E_TOKEN;
 	EVP_MD_CTX_free(md);
-	EVP_PKEY_free(pk);
 	return rc;
 }
 
