@@ -895,6 +895,78 @@ static void test_shim_sessions(void **state)
 	shim_control(fx, "\n");
 }
 
+static void test_shim_kept_login(void **state)
+{
+	/* fp11_sign_as keeps the login for its owner only (token.h). */
+	struct fixture *fx = *state;
+	struct pin_ctx pc = { PIN, 0, 0, 0 };
+	static const uint8_t hello[] = "hello";
+	uint8_t sig[512];
+	size_t sig_len;
+	struct fp11_identity *id = find(fx, "pkcs11:id=%01");
+
+	shim_control(fx, "\n");
+	shim_reset_log(fx);
+	for (int i = 0; i < 3; i++) {
+		sig_len = sizeof(sig);
+		assert_int_equal(fp11_sign_as(fx->ctx, id, "batch-1", pin_cb, &pc, false, hello, 5,
+					      sig, &sig_len), 0);
+		assert_true(verify(id, hello, 5, sig, sig_len));
+	}
+	/* One PIN, one login, no logout; the session was kept too. */
+	assert_int_equal(pc.calls, 1);
+	assert_int_equal(shim_calls(fx, "C_Login"), 1);
+	assert_int_equal(shim_calls(fx, "C_Logout"), 0);
+	assert_int_equal(shim_calls(fx, "C_Sign"), 3);
+	assert_true(shim_calls(fx, "C_OpenSession") <= 1);
+
+	/* Another owner: the kept login ends first, then its own PIN. */
+	shim_reset_log(fx);
+	pc.calls = 0;
+	sig_len = sizeof(sig);
+	assert_int_equal(fp11_sign_as(fx->ctx, id, "policy:nightly", pin_cb, &pc, false, hello, 5,
+				      sig, &sig_len), 0);
+	assert_int_equal(pc.calls, 1);
+	assert_int_equal(shim_calls(fx, "C_Logout"), 1);
+	assert_int_equal(shim_calls(fx, "C_Login"), 1);
+
+	/* No owner: logged out before, logged in with the PIN, out after. */
+	shim_reset_log(fx);
+	pc.calls = 0;
+	sig_len = sizeof(sig);
+	assert_int_equal(fp11_sign(fx->ctx, id, pin_cb, &pc, false, hello, 5, sig, &sig_len), 0);
+	assert_int_equal(pc.calls, 1);
+	assert_int_equal(shim_calls(fx, "C_Login"), 1);
+	assert_int_equal(shim_calls(fx, "C_Logout"), 2);
+
+	/* fp11_drop_login ends a kept login of that owner, not of another. */
+	sig_len = sizeof(sig);
+	assert_int_equal(fp11_sign_as(fx->ctx, id, "pin-cache:7", pin_cb, &pc, false, hello, 5,
+				      sig, &sig_len), 0);
+	shim_reset_log(fx);
+	fp11_drop_login(fx->ctx, &id->token, "pin-cache:8");
+	assert_int_equal(shim_calls(fx, "C_Logout"), 0);
+	fp11_drop_login(fx->ctx, &id->token, "pin-cache:7");
+	assert_int_equal(shim_calls(fx, "C_Logout"), 1);
+	pc.calls = 0;
+	sig_len = sizeof(sig);
+	assert_int_equal(fp11_sign_as(fx->ctx, id, "pin-cache:7", pin_cb, &pc, false, hello, 5,
+				      sig, &sig_len), 0);
+	assert_int_equal(pc.calls, 1);
+
+	/* Bad owner tags. */
+	sig_len = sizeof(sig);
+	assert_int_equal(fp11_sign_as(fx->ctx, id, "", pin_cb, &pc, false, hello, 5, sig,
+				      &sig_len), FIRMANTE_E_BAD_REQUEST);
+	char longtag[FP11_OWNER_MAX + 1];
+	memset(longtag, 'x', sizeof(longtag) - 1);
+	longtag[sizeof(longtag) - 1] = '\0';
+	assert_int_equal(fp11_sign_as(fx->ctx, id, longtag, pin_cb, &pc, false, hello, 5, sig,
+				      &sig_len), FIRMANTE_E_BAD_REQUEST);
+	fp11_drop_login(fx->ctx, &id->token, NULL);
+	fp11_identities_free(id, 1);
+}
+
 static void test_shim_rsa_pkcs_only(void **state)
 {
 	/* Without CKM_SHA256_RSA_PKCS: DigestInfo + CKM_RSA_PKCS, same sello. */
@@ -948,6 +1020,7 @@ int main(void)
 		cmocka_unit_test(test_shim_pin_states),
 		cmocka_unit_test(test_shim_removal),
 		cmocka_unit_test(test_shim_sessions),
+		cmocka_unit_test(test_shim_kept_login),
 		cmocka_unit_test(test_shim_rsa_pkcs_only),
 	};
 	failed += cmocka_run_group_tests_name("p11shim", shim_tests, shim_setup, group_teardown);
