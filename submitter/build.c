@@ -1157,7 +1157,8 @@ int titulo_build_csv_opts(const struct titulo_config *conf, const titulo_catalog
 		return rc;
 	size_t n = b->count ? b->count : 1;
 	lote = calloc(1, sizeof(*lote));
-	if (!lote || !(lote->titulos = calloc(n, sizeof(*lote->titulos))) ||
+	/* An array of titulo pointers: the element size is a pointer's. */
+	if (!lote || !(lote->titulos = calloc(n, sizeof(titulo *))) || /* NOLINT(bugprone-sizeof-expression) */
 	    !(lote->folios = calloc(n, sizeof(*lote->folios))) ||
 	    !(lote->rows = calloc(n, sizeof(*lote->rows))) ||
 	    !(lote->skipped = calloc(b->nskipped ? b->nskipped : 1, sizeof(*lote->skipped)))) {
