@@ -19,6 +19,8 @@ struct firmante_client {
 	CURL *curl;
 	char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	long timeout;
+	firmante_batch_event_cb event_cb; /* "paused"/"resumed" lines of a batch */
+	void *event_data;
 };
 
 /* Bounded reply buffer. */
@@ -386,6 +388,7 @@ void firmante_sello_clear(struct firmante_sello *s)
 
 struct batch_rx {
 	CURL *h;
+	firmante_client *c;
 	firmante_batch_cb cb;
 	void *cb_data;
 	struct firmante_batch_manifest m;
@@ -437,7 +440,19 @@ static int batch_line(struct batch_rx *rx, const char *text)
 		rx->done = 1;
 	} else if (json_is_string(json_object_get(o, "event"))) {
 		/* "paused" (token removed) / "resumed": the batch goes on or
-		 * ends with a problem line; nothing to count here. */
+		 * ends with a problem line; nothing to count here, but the
+		 * caller may show it. Unknown events are passed on too. */
+		json_t *tok = json_object_get(o, "token");
+		json_t *ix = json_object_get(o, "index"), *to = json_object_get(o, "timeout");
+
+		if (rx->c && rx->c->event_cb)
+			rx->c->event_cb(rx->c->event_data,
+					json_string_value(json_object_get(o, "event")),
+					json_string_value(json_object_get(o, "reason")),
+					json_is_integer(ix) && json_integer_value(ix) >= 0 ?
+					(size_t)json_integer_value(ix) : (size_t)-1,
+					json_string_value(json_object_get(tok, "label")),
+					json_is_integer(to) ? (long)json_integer_value(to) : -1L);
 	} else if ((pr = json_object_get(o, "problem")) && json_is_object(pr)) {
 		const char *code = json_string_value(json_object_get(pr, "code"));
 		const char *detail = json_string_value(json_object_get(pr, "detail"));
@@ -513,6 +528,14 @@ static size_t on_batch_data(char *ptr, size_t size, size_t nmemb, void *userdata
 	return n;
 }
 
+void firmante_client_set_batch_events(firmante_client *c, firmante_batch_event_cb cb, void *data)
+{
+	if (!c)
+		return;
+	c->event_cb = cb;
+	c->event_data = data;
+}
+
 int firmante_client_sign_batch(firmante_client *c, const char *key_uri, const char *request_id,
 			       const struct firmante_batch_doc *docs, size_t n,
 			       firmante_batch_cb cb, void *cb_data, size_t *signed_count,
@@ -571,6 +594,7 @@ int firmante_client_sign_batch(firmante_client *c, const char *key_uri, const ch
 		goto out;
 	}
 	rx.h = c->curl;
+	rx.c = c;
 	rx.cb = cb;
 	rx.cb_data = cb_data;
 	curl_easy_reset(rx.h);

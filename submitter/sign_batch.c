@@ -1,9 +1,12 @@
 /*
  * titulos sign through POST /v1/sign-batch: every title is read and
- * checked first; then, per signer of the configuration, one batch (one
- * approval by the holder over a manifest, one PIN) with every title that
- * signer signs; then each title is serialized, verified and written. A
- * progress bar goes to stderr when it is a terminal.
+ * checked first; a title whose output already holds exactly this title
+ * with sellos that verify is kept and skipped (an interrupted run resumes);
+ * then, per signer of the configuration, one batch (one approval by the
+ * holder over a manifest, one PIN) with every title that signer signs.
+ * Each title is serialized, verified and written atomically as soon as its
+ * last sello arrives, so an agent that goes away mid-batch loses nothing
+ * already signed. A progress bar goes to stderr when it is a terminal.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -31,10 +34,21 @@ struct sb_title {
 	size_t len;
 	titulo *t;
 	char rid[FIRMANTE_MAX_REQUEST_ID];
+	size_t pending;  /* sellos still to come before the title is written */
+	int kept;        /* the output already holds this title, signed and verified */
+	int written;     /* written by this run */
+};
+
+/* What the run did so far, for the progress callback and the summary. */
+struct sb_run {
+	titulo_verifier *v;
+	size_t written;   /* titles written by this run */
+	int write_status; /* the exit status of a failed write or verification */
 };
 
 struct sb_progress {
 	struct sb_title *titles;
+	struct sb_run *run;
 	size_t *map;           /* batch position -> title index */
 	const char *curp;      /* the signer of this batch */
 	const char *seccion;
@@ -55,6 +69,49 @@ static void bar(const struct sb_progress *p)
 	line[width] = '\0';
 	fprintf(stderr, "\r%-16.16s [%s] %zu/%zu", p->seccion, line, p->done, p->total);
 	fflush(stderr);
+}
+
+/* Serialize, verify and write one title whose sellos are all in. Returns 0
+ * or the exit status (message printed). */
+static int write_title(struct sb_run *run, struct sb_title *t, int tty)
+{
+	struct titulo_findings f = { 0 };
+	char *out = NULL;
+	size_t out_len = 0;
+	int rc = titulo_serialize(t->t, &out, &out_len);
+
+	if (rc) {
+		fprintf(stderr, "%stitulos: %s: cannot serialize: %s\n", tty ? "\n" : "", t->in_path,
+			firmante_err_title(rc));
+		return SB_FAILURE_IO;
+	}
+	rc = titulo_verify(run->v, out, out_len, 0, &f);
+	for (size_t k = 0; k < f.count; k++) {
+		char line[1400];
+
+		titulo_finding_format(&f.items[k], line, sizeof(line));
+		fprintf(stderr, "%s%s: %s\n", tty && k == 0 ? "\n" : "", t->in_path, line);
+	}
+	titulo_findings_clear(&f);
+	if (rc) {
+		fprintf(stderr, "titulos: %s: signed document does not verify; not written\n",
+			t->in_path);
+		free(out);
+		return rc == FIRMANTE_E_INVALID ? SB_FINDINGS : SB_FAILURE_IO;
+	}
+	if (fm_write_file_atomic(t->out_path, out, out_len, 0644) != 0) {
+		fprintf(stderr, "%stitulos: %s: cannot write: %s\n", tty ? "\n" : "", t->out_path,
+			strerror(errno));
+		free(out);
+		return SB_FAILURE_IO;
+	}
+	free(out);
+	if (!tty)
+		printf("%s: signed (%zu sello(s)) -> %s\n", t->in_path,
+		       titulo_firmantes_count(t->t), t->out_path);
+	t->written = 1;
+	run->written++;
+	return SB_OK;
 }
 
 static int on_progress(void *data, const struct firmante_batch_manifest *m, size_t index,
@@ -104,13 +161,53 @@ static int on_progress(void *data, const struct firmante_batch_manifest *m, size
 		return 1;
 	}
 	p->done++;
+	if (t->pending && --t->pending == 0) {
+		int rc = write_title(p->run, t, p->tty);
+
+		if (rc) {
+			p->run->write_status = rc;
+			p->failed = 1;
+			return 1;
+		}
+	}
 	bar(p);
 	return 0;
 }
 
+/* "paused" / "resumed" lines of the batch stream, shown to the person. */
+static void on_event(void *data, const char *event, const char *reason, size_t index,
+		     const char *token_label, long timeout_s)
+{
+	const struct sb_progress *p = data;
+
+	if (!event)
+		return;
+	if (p->tty)
+		fputc('\n', stderr);
+	if (!strcmp(event, "paused")) {
+		char within[48] = "";
+
+		if (timeout_s > 0)
+			snprintf(within, sizeof(within), " within %ld s", timeout_s);
+		fprintf(stderr, "titulos: %s: the agent paused the batch at title %zu of %zu: %s%s%s%s"
+			"; put the token back in (any port)%s to go on\n", p->seccion, p->done + 1,
+			p->total, reason && !strcmp(reason, "token-removed") ?
+			"the token was removed" : (reason ? reason : "paused"),
+			token_label ? " (token " : "", token_label ? token_label : "",
+			token_label ? ")" : "", within);
+	} else if (!strcmp(event, "resumed")) {
+		fprintf(stderr, "titulos: %s: the token is back; the batch goes on at title %zu of "
+			"%zu\n", p->seccion, p->done + 1, p->total);
+	} else {
+		fprintf(stderr, "titulos: %s: agent event \"%.40s\"\n", p->seccion, event);
+	}
+	(void)index;
+	bar(p);
+}
+
 /* One signer: every title holding its curp, in batches. */
 static int sign_as(firmante_client *cl, const struct titulo_conf_firmante *cf,
-		   struct sb_title *titles, size_t n, size_t *map, size_t *signed_titles)
+		   struct sb_title *titles, size_t n, size_t *map, struct sb_run *run)
 {
 	struct firmante_batch_doc *docs = NULL;
 	struct sb_progress p;
@@ -118,7 +215,7 @@ static int sign_as(firmante_client *cl, const struct titulo_conf_firmante *cf,
 	int status = SB_OK;
 
 	for (size_t i = 0; i < n; i++)
-		for (size_t k = 0; k < titulo_firmantes_count(titles[i].t); k++) {
+		for (size_t k = 0; !titles[i].kept && k < titulo_firmantes_count(titles[i].t); k++) {
 			const char *curp = titulo_firmante_attr(titles[i].t, k, "curp");
 
 			if (curp && !strcmp(curp, cf->curp)) {
@@ -133,6 +230,7 @@ static int sign_as(firmante_client *cl, const struct titulo_conf_firmante *cf,
 		return SB_FAILURE_IO;
 	memset(&p, 0, sizeof(p));
 	p.titles = titles;
+	p.run = run;
 	p.map = map;
 	p.curp = cf->curp;
 	p.seccion = cf->seccion;
@@ -169,8 +267,10 @@ static int sign_as(firmante_client *cl, const struct titulo_conf_firmante *cf,
 			if (*q <= ' ' || *q > '~')
 				*q = '_';
 		memset(&prob, 0, sizeof(prob));
+		firmante_client_set_batch_events(cl, on_event, &p);
 		rc = firmante_client_sign_batch(cl, cf->key, rid, docs, count, on_progress, &p, &got,
 						&prob);
+		firmante_client_set_batch_events(cl, NULL, NULL);
 		if (p.tty)
 			fputc('\n', stderr);
 		if (rc) {
@@ -178,25 +278,95 @@ static int sign_as(firmante_client *cl, const struct titulo_conf_firmante *cf,
 				fprintf(stderr, "titulos: signer %s (%s): agent: %s: %s\n", cf->seccion,
 					cf->curp, prob.code[0] ? prob.code : firmante_err_code(rc),
 					prob.detail[0] ? prob.detail : firmante_err_title(rc));
-			status = SB_FAILURE_IO;
+			if (rc == FIRMANTE_E_PROTOCOL || rc == FIRMANTE_E_AGENT_UNREACHABLE ||
+			    rc == FIRMANTE_E_TIMEOUT)
+				fprintf(stderr, "titulos: the agent went away or stopped answering after "
+					"%zu of %zu sello(s) of %s; start it again (firmanted) and "
+					"run the same command to go on\n", p.done, total, cf->seccion);
+			status = run->write_status ? run->write_status : SB_FAILURE_IO;
 		}
 		start += count;
 	}
 	free(docs);
-	if (status == SB_OK)
-		*signed_titles += total;
 	return status;
+}
+
+/*
+ * Does @t->out_path already hold this very title, signed, and does it
+ * verify? The output's sellos are put into the input title and the result
+ * must serialize to the output's bytes exactly, so an output made from
+ * another input (or edited afterwards) is never taken for this one. Returns
+ * 1 (keep it), 0 (sign again; @why says why) or -1 (cannot read it).
+ */
+static int output_matches(titulo_verifier *v, struct sb_title *t, const char **why)
+{
+	struct titulo_error err = { 0 };
+	struct titulo_findings f = { 0 };
+	char *xml = NULL, *again = NULL;
+	size_t len = 0, again_len = 0;
+	titulo *done = NULL;
+	int rc, match = 0;
+
+	*why = NULL;
+	rc = fm_read_file(t->out_path, FIRMANTE_MAX_DOCUMENT, &xml, &len);
+	if (rc) {
+		if (errno == ENOENT)
+			return 0;
+		if (rc == FIRMANTE_E_TOO_LARGE) {
+			*why = "it is too large to be a title";
+			return 0;
+		}
+		return -1;
+	}
+	if (titulo_parse(xml, len, &done, &err) != 0 ||
+	    titulo_firmantes_count(done) != titulo_firmantes_count(t->t)) {
+		*why = "it is not a signed copy of this title";
+		goto out;
+	}
+	for (size_t k = 0; k < titulo_firmantes_count(done); k++) {
+		const char *sello = titulo_firmante_attr(done, k, "sello");
+		const char *cert = titulo_firmante_attr(done, k, "certificadoResponsable");
+		const char *no = titulo_firmante_attr(done, k, "noCertificadoResponsable");
+
+		if (!sello || !*sello || !cert || !*cert || !no || !*no) {
+			*why = "it lacks a sello";
+			goto out;
+		}
+		if (titulo_set_firma(t->t, k, sello, cert, no) != 0) {
+			*why = "it is not a signed copy of this title";
+			goto out;
+		}
+	}
+	if (titulo_serialize(t->t, &again, &again_len) != 0 || again_len != len ||
+	    memcmp(again, xml, len) != 0) {
+		*why = "it was signed from a different unsigned title";
+		goto out;
+	}
+	rc = titulo_verify(v, xml, len, 0, &f);
+	titulo_findings_clear(&f);
+	if (rc) {
+		*why = "its sellos do not verify";
+		goto out;
+	}
+	match = 1;
+out:
+	free(again);
+	free(xml);
+	titulo_free(done);
+	return match;
 }
 
 int titulos_sign_batch(firmante_client *cl, titulo_verifier *v, const struct titulo_config *conf,
 		       const char *const *in_paths, const char *const *out_paths, size_t n,
-		       titulos_sign_check_fn check, void *check_ctx, size_t *written)
+		       titulos_sign_check_fn check, void *check_ctx, int force,
+		       struct titulos_sign_counts *counts)
 {
 	struct sb_title *titles = NULL;
-	size_t *map = NULL, sellos = 0, ok = 0;
-	int status = SB_OK, problems = 0;
+	struct sb_run run = { .v = v };
+	size_t *map = NULL, kept = 0;
+	int status = SB_OK, problems = 0, started = 0;
 
-	*written = 0;
+	memset(counts, 0, sizeof(*counts));
 	titles = calloc(n ? n : 1, sizeof(*titles));
 	map = calloc(n ? n : 1, sizeof(*map));
 	if (!titles || !map) {
@@ -239,62 +409,94 @@ int titulos_sign_batch(firmante_client *cl, titulo_verifier *v, const struct tit
 		}
 		if (check)
 			problems += check(check_ctx, t->t, t->in_path);
+		for (size_t s = 0; s < conf->nfirmantes; s++)
+			for (size_t k = 0; k < titulo_firmantes_count(t->t); k++) {
+				const char *curp = titulo_firmante_attr(t->t, k, "curp");
+
+				if (curp && !strcmp(curp, conf->firmantes[s].curp)) {
+					t->pending++;
+					break;
+				}
+			}
 	}
+	/* 1b. an interrupted run resumes: titles already signed are kept */
+	for (size_t i = 0; !problems && !force && i < n; i++) {
+		const char *why = NULL;
+		int m = output_matches(v, &titles[i], &why);
+
+		if (m < 0) {
+			fprintf(stderr, "titulos: %s: cannot read: %s\n", titles[i].out_path,
+				strerror(errno));
+			status = SB_FAILURE_IO;
+			goto out;
+		}
+		if (m == 1) {
+			titles[i].kept = 1;
+			kept++;
+			continue;
+		}
+		if (!why)
+			continue; /* no output yet */
+		printf("%s: exists but %s; it is signed again and replaced\n",
+		       titles[i].out_path, why);
+		/* the output's sellos may have been copied in: start from the input */
+		titulo_free(titles[i].t);
+		titles[i].t = NULL;
+		{
+			struct titulo_error err = { 0 };
+
+			if (titulo_parse(titles[i].xml, titles[i].len, &titles[i].t, &err) != 0) {
+				fprintf(stderr, "titulos: %s:%d: %s\n", titles[i].in_path, err.line,
+					err.message);
+				status = SB_FINDINGS;
+				goto out;
+			}
+		}
+	}
+	if (kept)
+		printf("%zu title(s) already signed in the output and verified: kept, not signed "
+		       "again (--force signs them again)\n", kept);
 	if (problems) {
 		fprintf(stderr, "titulos: %d problem(s); nothing was sent to the agent\n", problems);
 		status = SB_FINDINGS;
 		goto out;
 	}
-	/* 2. one batch (or a few, for very large runs) per signer */
+	/* 2. one batch (or a few, for very large runs) per signer; each title
+	 * is written as soon as its last sello arrives */
+	started = 1;
 	for (size_t s = 0; s < conf->nfirmantes && status == SB_OK; s++)
-		status = sign_as(cl, &conf->firmantes[s], titles, n, map, &sellos);
-	if (status)
-		goto out;
-	/* 3. verify what will be written, then write */
-	for (size_t i = 0; i < n; i++) {
-		struct titulo_findings f = { 0 };
-		char *out = NULL;
-		size_t out_len = 0;
-		int rc = titulo_serialize(titles[i].t, &out, &out_len);
-
-		if (rc) {
-			fprintf(stderr, "titulos: %s: cannot serialize: %s\n", titles[i].in_path,
-				firmante_err_title(rc));
-			status = SB_FAILURE_IO;
-			break;
-		}
-		rc = titulo_verify(v, out, out_len, 0, &f);
-		for (size_t k = 0; k < f.count; k++) {
-			char line[1400];
-
-			titulo_finding_format(&f.items[k], line, sizeof(line));
-			fprintf(stderr, "%s: %s\n", titles[i].in_path, line);
-		}
-		titulo_findings_clear(&f);
-		if (rc) {
-			fprintf(stderr, "titulos: %s: signed document does not verify; not written\n",
+		status = sign_as(cl, &conf->firmantes[s], titles, n, map, &run);
+	/* a title no configured signer signs (cannot happen after the checks) */
+	for (size_t i = 0; status == SB_OK && i < n; i++)
+		if (!titles[i].kept && !titles[i].written) {
+			fprintf(stderr, "titulos: %s: no sello arrived; not written\n",
 				titles[i].in_path);
-			free(out);
-			status = rc == FIRMANTE_E_INVALID ? SB_FINDINGS : SB_FAILURE_IO;
-			break;
-		}
-		if (fm_write_file_atomic(titles[i].out_path, out, out_len, 0644) != 0) {
-			fprintf(stderr, "titulos: %s: cannot write: %s\n", titles[i].out_path,
-				strerror(errno));
-			free(out);
 			status = SB_FAILURE_IO;
-			break;
 		}
-		free(out);
-		printf("%s: signed (%zu sello(s)) -> %s\n", titles[i].in_path,
-		       titulo_firmantes_count(titles[i].t), titles[i].out_path);
-		ok++;
-	}
-	*written = ok;
 out:
 	for (size_t i = 0; titles && i < n; i++) {
 		titulo_free(titles[i].t);
 		free(titles[i].xml);
+	}
+	counts->kept = kept;
+	counts->written = run.written;
+	if (status && started) {
+		size_t left = n - kept - run.written;
+
+		fprintf(stderr, "titulos: stopped: %zu title(s) signed and written by this run, %zu "
+			"already signed before, %zu not signed (nothing partial was written).\n",
+			run.written, kept, left);
+		if (left)
+			fprintf(stderr, "titulos: to go on, run the same titulos sign command again: "
+				"titles already signed in the output are verified and kept, only "
+				"the %zu others are signed\n", left);
+		if (left && titles && n)
+			for (size_t i = 0, shown = 0; i < n && shown < 5; i++)
+				if (!titles[i].kept && !titles[i].written) {
+					fprintf(stderr, "titulos:   not signed: %s%s\n", titles[i].in_path,
+						shown == 4 && left > 5 ? " (and others)" : "");
+					shown++;
+				}
 	}
 	free(titles);
 	free(map);

@@ -477,17 +477,26 @@ out:
 static void usage_sign(FILE *o)
 {
 	fprintf(o,
-		"Usage: titulos sign --config FILE --in DIR --out DIR [--socket PATH] [--one-by-one]\n"
+		"Usage: titulos sign --config FILE --in DIR --out DIR [--socket PATH] [--force]\n"
+		"                    [--one-by-one]\n"
 		"Ask the firmanted agent for the sello of every FirmaResponsable of every\n"
 		"DIR/*.xml, verify the signed document, and write it to the output directory.\n"
 		"Every title is checked first; then each signer signs all of its titles in one\n"
 		"batch (POST /v1/sign-batch): one approval over a manifest, one PIN, a\n"
-		"progress bar on a terminal. Nothing is written unless every sello arrived.\n"
+		"progress bar on a terminal. Each title is verified and written (atomically,\n"
+		"never partial) as soon as its last sello arrives.\n"
+		"Resuming: if a run stops (agent stopped, token removed, Ctrl-C), run the same\n"
+		"command again. A title whose output file already holds exactly that title,\n"
+		"signed, with sellos that verify is kept and not sent again; the others are\n"
+		"signed. An output made from a different input is signed again and replaced.\n"
+		"A batch paused by the agent (token removed) is shown, and so is its resume.\n"
 		"--one-by-one: one request per sello instead (POST /v1/sign); stops at the\n"
-		"first agent error, titles already signed stay written.\n\n"
+		"first agent error, titles already signed stay written; it does not skip.\n\n"
 		"  -c, --config FILE   institution configuration (signers and their keys)\n"
 		"  -i, --in DIR        unsigned titles (from titulos build)\n"
 		"  -o, --out DIR       signed titles (created if missing)\n"
+		"  -f, --force         sign every title again, even those already signed in\n"
+		"                      the output directory\n"
 		"  -s, --socket PATH   agent socket (default $FIRMANTE_SOCKET or\n"
 		"                      $XDG_RUNTIME_DIR/firmante/agent.sock)\n"
 		"  -h, --help          this help\n");
@@ -840,7 +849,7 @@ static int check_title_keys(void *ctx, titulo *t, const char *in_path)
 static int sign_dir_batch(firmante_client *cl, titulo_verifier *v,
 			  const struct titulo_config *conf, struct sign_keys_ctx *kc,
 			  const char *in_dir, const char *out_dir, struct dirent **names, int n,
-			  size_t *signed_count)
+			  int force, struct titulos_sign_counts *counts)
 {
 	char **in = calloc((size_t)n, sizeof(*in)), **out = calloc((size_t)n, sizeof(*out));
 	int status = EXIT_OK;
@@ -858,7 +867,7 @@ static int sign_dir_batch(firmante_client *cl, titulo_verifier *v,
 	if (status == EXIT_OK)
 		status = titulos_sign_batch(cl, v, conf, (const char *const *)in,
 					    (const char *const *)out, (size_t)n, check_title_keys, kc,
-					    signed_count);
+					    force, counts);
 	for (int i = 0; i < n; i++) {
 		if (in)
 			free(in[i]);
@@ -878,14 +887,16 @@ static int cmd_sign(int argc, char **argv)
 		{ "out", required_argument, NULL, 'o' },
 		{ "socket", required_argument, NULL, 's' },
 		{ "one-by-one", no_argument, NULL, '1' },
+		{ "force", no_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *conf_path = NULL, *in_dir = NULL, *out_dir = NULL, *sock = NULL;
-	int c, one_by_one = 0;
-	while ((c = getopt_long(argc, argv, "c:i:o:s:h", opts, NULL)) != -1) {
+	int c, one_by_one = 0, force = 0;
+	while ((c = getopt_long(argc, argv, "c:i:o:s:fh", opts, NULL)) != -1) {
 		switch (c) {
 		case '1': one_by_one = 1; break;
+		case 'f': force = 1; break;
 		case 'c': conf_path = optarg; break;
 		case 'i': in_dir = optarg; break;
 		case 'o': out_dir = optarg; break;
@@ -976,8 +987,14 @@ static int cmd_sign(int argc, char **argv)
 	if (!one_by_one) {
 		/* POST /v1/sign-batch: one approval and one PIN per signer (sign_batch.c) */
 		struct sign_keys_ctx kc = { conf, keys };
-		status = sign_dir_batch(cl, v, conf, &kc, in_dir, out_dir, names, n, &signed_count);
-		printf("%zu of %d title(s) signed into %s\n", signed_count, n, out_dir);
+		struct titulos_sign_counts counts = { 0 };
+		status = sign_dir_batch(cl, v, conf, &kc, in_dir, out_dir, names, n, force, &counts);
+		if (counts.kept)
+			printf("%zu of %d title(s) signed into %s (%zu signed now, %zu kept from an "
+			       "earlier run)\n", counts.written + counts.kept, n, out_dir,
+			       counts.written, counts.kept);
+		else
+			printf("%zu of %d title(s) signed into %s\n", counts.written, n, out_dir);
 		goto out;
 	}
 	status = EXIT_OK;

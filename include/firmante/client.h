@@ -128,6 +128,27 @@ typedef int (*firmante_batch_cb)(void *data, const struct firmante_batch_manifes
 				 const struct firmante_problem *problem);
 
 /*
+ * Event callback of a batch stream: the lines with an "event" member
+ * (docs/protocol.md "POST /v1/sign-batch"): "paused" when the signer's token
+ * was removed (@reason "token-removed", @token_label the token, @timeout_s
+ * the seconds the agent waits for it, from batch-pause-timeout) and
+ * "resumed" when it is back. @index is the document the batch stopped at
+ * (0-based) or (size_t)-1 when the line has none; @reason, @token_label
+ * may be NULL and @timeout_s -1 when absent. All strings are borrowed,
+ * valid during the call. Events this version does not know are passed on
+ * as they are.
+ */
+typedef void (*firmante_batch_event_cb)(void *data, const char *event, const char *reason,
+					size_t index, const char *token_label, long timeout_s);
+
+/*
+ * firmante_client_set_batch_events - call @cb (with @data) for every event
+ * line of the batches @c sends from now on; @cb NULL stops it. @c NULL is
+ * a no-op. Nothing is returned: it cannot fail.
+ */
+void firmante_client_set_batch_events(firmante_client *c, firmante_batch_event_cb cb, void *data);
+
+/*
  * firmante_client_sign_batch - POST /v1/sign-batch: the agent checks every
  * document, asks the holder once over a manifest (count, folio range,
  * careers, SHA-256 over the cadenas), then signs them one after the other,
