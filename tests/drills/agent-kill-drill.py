@@ -127,9 +127,13 @@ class Agent:
         self.errf = open(log, "a")
         self.proc = subprocess.Popen([AGENT, "--config", conf], stdout=subprocess.DEVNULL,
                                      stderr=self.errf)
+        # the killed agent's socket file stays behind: wait for an answer
         for _ in range(200):
-            if os.path.exists(self.sock):
-                return
+            try:
+                if ta.request(self.sock, "GET", "/v1/status", timeout=5)[0] == 200:
+                    return
+            except OSError:
+                pass
             if self.proc.poll() is not None:
                 raise RuntimeError("firmanted exited: " + open(log).read())
             time.sleep(0.05)
