@@ -20,7 +20,9 @@ signatures are in the audit log, the agent gets SIGKILL. Then:
     each folioControl once), `titulos verify` and the independent
     tests/tools/check-titulo (on a sample) accept them, and the audit log
     verifies;
-  - a third run signs nothing; the PIN is in no log.
+  - a third run signs nothing; an output that holds another title, or one
+    whose sello was changed, is signed again (only those two); --force
+    signs everything again; the PIN is in no log.
 
 The configuration has one signer (the rector): with several signers each
 signer's batch runs in turn, so a title is complete only once the last
@@ -322,6 +324,29 @@ def main():
         check(r.returncode == 0 and signed_count(audit) == before and
               f"{a.titles} title(s) already signed" in r.stdout,
               "a third run signs nothing and keeps every title")
+        # 4. an output that is not this title signed is signed again, alone
+        a_path, b_path = os.path.join(out, final[0]), os.path.join(out, final[1])
+        c_path = os.path.join(out, final[2])
+        shutil.copyfile(a_path, b_path)  # another title's output under this name
+        x = open(c_path, encoding="utf-8").read()
+        i = x.index('sello="') + len('sello="') + 10
+        x = x[:i] + ("A" if x[i] != "A" else "B") + x[i + 1:]  # one sello character changed
+        with open(c_path, "w", encoding="utf-8") as f:
+            f.write(x)
+        before = signed_count(audit)
+        r = run(cmd)
+        check(r.returncode == 0 and signed_count(audit) - before == 2 and
+              "it was signed from a different unsigned title" in r.stdout and
+              "its sellos do not verify" in r.stdout and
+              f"{a.titles - 2} title(s) already signed" in r.stdout,
+              f"an output from another title and one with a changed sello are signed again, "
+              f"only they ({signed_count(audit) - before} signatures)")
+        r = run([TITULOS, "verify", out])
+        check(r.returncode == 0, "and the output verifies again")
+        before = signed_count(audit)
+        r = run(cmd + ["--force"])
+        check(r.returncode == 0 and signed_count(audit) - before == a.titles,
+              f"--force signs every title again ({signed_count(audit) - before})")
         check(agent.stop() == 0, "the restarted agent stops cleanly")
         agent = None
         r = run([FIRMANTE, "audit", "verify", "--file", audit])
