@@ -238,7 +238,7 @@ def unix_client(i, a, stats, stop):
                     return s
                 st = oversized(connect)
                 good = st == 413
-            what = f"HTTP {st}"
+            what = f"HTTP {st}" + ("" if good else f" {raw[:300]!r}")
         except Exception as e:  # noqa: BLE001 - a broken connection is a failure
             good, what = False, f"{type(e).__name__}: {e}"
         stats.add(name, kind, time.monotonic() - t0, good, what)
