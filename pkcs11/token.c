@@ -922,20 +922,48 @@ out:
 	return rc;
 }
 
-/* Identities of one token, appended to @l. A lost session is retried once
- * with a new one; a token that went away is simply not listed. */
-static int token_identities(const struct token_ref *t, struct id_list *l)
+static struct token_lock *token_lock(fp11_ctx *ctx, const struct fp11_token_info *tok);
+
+/* How long a scan waits for a token's signing lock (seconds) before it
+ * reads the token without it. */
+#define SCAN_LOCK_WAIT 2
+
+/*
+ * Identities of one token, appended to @l. A lost session is retried once
+ * with a new one; a token that went away is simply not listed.
+ * The scan holds the token's signing lock, so no login or logout of ours
+ * (the login state is the application's, PKCS#11 v2.40 §5.6) happens while
+ * it reads objects and attributes. When the lock is busy for longer than
+ * SCAN_LOCK_WAIT (a PIN dialog, a slow or hung token) the token is read
+ * without it and *@consistent is cleared: the result is answered but not
+ * cached.
+ */
+static int token_identities(fp11_ctx *ctx, const struct token_ref *t, struct id_list *l,
+			    bool *consistent)
 {
+	struct token_lock *tl = token_lock(ctx, &t->info);
+	struct timespec until;
+	bool locked;
 	int rc = 0;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += SCAN_LOCK_WAIT;
+	locked = pthread_mutex_timedlock(&tl->m, &until) == 0;
+	if (!locked)
+		*consistent = false;
 	for (int attempt = 0; attempt < 2; attempt++) {
 		size_t before = l->n;
 		rc = token_identities_once(t, l);
 		if (rc != FIRMANTE_E_TOKEN_REMOVED)
-			return rc;
+			goto out;
 		while (l->n > before)
 			free(l->v[--l->n].cert_der);
 	}
-	return 0;
+	rc = 0;
+out:
+	if (locked)
+		pthread_mutex_unlock(&tl->m);
+	return rc;
 }
 
 void fp11_identities_free(struct fp11_identity *ids, size_t n)
@@ -948,10 +976,11 @@ void fp11_identities_free(struct fp11_identity *ids, size_t n)
 }
 
 /* Every identity of every present token, and the tokens they were read
- * from (@toks, may be NULL). No lock is held: modules are initialised for
- * multi-threaded use by p11-kit. */
+ * from (@toks, may be NULL). Each token is read under its signing lock
+ * when it can be had (token_identities; *@consistent cleared when not);
+ * ctx->lock is never held here. */
 static int scan_identities(fp11_ctx *ctx, struct fp11_identity **out, size_t *n,
-			   struct token_ref **toks_out, size_t *nt_out)
+			   struct token_ref **toks_out, size_t *nt_out, bool *consistent)
 {
 	struct token_ref *toks = NULL;
 	size_t nt = 0;
@@ -960,7 +989,7 @@ static int scan_identities(fp11_ctx *ctx, struct fp11_identity **out, size_t *n,
 	if (rc != 0)
 		return rc;
 	for (size_t i = 0; i < nt; i++) {
-		rc = token_identities(&toks[i], &l);
+		rc = token_identities(ctx, &toks[i], &l, consistent);
 		if (rc != 0)
 			goto out;
 	}
@@ -1038,7 +1067,8 @@ static int id_cache_refresh(fp11_ctx *ctx, struct fp11_identity **out, size_t *n
 	pthread_mutex_lock(&ctx->lock);
 	gen = ctx->ids.gen;
 	pthread_mutex_unlock(&ctx->lock);
-	rc = scan_identities(ctx, &v, &nv, &toks, &nt);
+	bool consistent = true;
+	rc = scan_identities(ctx, &v, &nv, &toks, &nt, &consistent);
 	if (rc != 0)
 		return rc;
 	rc = ids_copy(v, nv, out);
@@ -1049,7 +1079,9 @@ static int id_cache_refresh(fp11_ctx *ctx, struct fp11_identity **out, size_t *n
 	}
 	*n = nv;
 	pthread_mutex_lock(&ctx->lock);
-	if (ctx->ids.gen == gen) {
+	/* A scan made while a token's signing lock was busy is answered but
+	 * not kept (token_identities). */
+	if (ctx->ids.gen == gen && consistent) {
 		fp11_identities_free(ctx->ids.v, ctx->ids.n);
 		free(ctx->ids.toks);
 		ctx->ids.v = v;
@@ -1449,10 +1481,24 @@ static int find_key(struct token_lock *tl, const struct fp11_identity *id,
 	}
 	if (nkeys != 1)
 		return FIRMANTE_E_KEY_NOT_FOUND;
-	/* A key hidden before login: the caller could not check it (token.h). */
-	if (!id->key_visible && (!get_bool(f, tl->s, keys[0], CKA_SENSITIVE, false) ||
-				 get_bool(f, tl->s, keys[0], CKA_EXTRACTABLE, true)))
-		return FIRMANTE_E_KEY_EXTRACTABLE;
+	/* A key hidden before login: the caller could not check it (token.h).
+	 * An attribute that cannot be read is the token's error (a lost
+	 * session or login), never taken for "extractable". */
+	if (!id->key_visible) {
+		CK_BBOOL sens = CK_FALSE, extr = CK_TRUE;
+		CK_ATTRIBUTE ka[] = { { CKA_SENSITIVE, &sens, sizeof(sens) },
+				      { CKA_EXTRACTABLE, &extr, sizeof(extr) } };
+		rv = f->C_GetAttributeValue(tl->s, keys[0], ka, 2);
+		/* An attribute the key does not have (its length is then
+		 * CK_UNAVAILABLE_INFORMATION) is refused below. */
+		if (rv != CKR_OK && rv != CKR_ATTRIBUTE_TYPE_INVALID && rv != CKR_ATTRIBUTE_SENSITIVE) {
+			*rv_out = rv;
+			return map_rv(rv);
+		}
+		if (ka[0].ulValueLen != sizeof(sens) || ka[1].ulValueLen != sizeof(extr) ||
+		    sens != CK_TRUE || extr != CK_FALSE)
+			return FIRMANTE_E_KEY_EXTRACTABLE;
+	}
 	if (tl->n_keys == MAX_KEY_HANDLES)
 		tl->n_keys = 0;
 	kh = &tl->keys[tl->n_keys++];
