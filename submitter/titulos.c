@@ -9,7 +9,8 @@
  *   titulos codes  [--markdown]
  *
  * Exit status: 0 ok, 1 findings or invalid input, 2 usage, 3 agent or I/O
- * failure. See docs/titulos.md.
+ * failure; 4 state database locked, 5 state database damaged (the MET
+ * commands). See docs/titulos.md and docs/met.md.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -1310,7 +1311,9 @@ static void usage(FILE *o)
 		"  perfil   mark a MET profile ready (production only after QA)\n"
 		"  dgair    import titles authenticated by DGAIR or a state authority\n\n"
 		"Run 'titulos COMMAND --help' for a command's options.\n"
-		"Exit status: 0 ok, 1 findings or invalid input, 2 usage, 3 agent or I/O failure.\n");
+		"Exit status: 0 ok, 1 findings or invalid input, 2 usage, 3 agent or I/O failure;\n"
+		"the commands that use the state database also: 4 state database locked by\n"
+		"another program, 5 state database damaged (see 'titulos submit --help').\n");
 }
 
 int main(int argc, char **argv)
