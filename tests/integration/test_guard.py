@@ -23,6 +23,7 @@ Environment: FIRMANTE_SOURCE_DIR, FIRMANTE_BINARY_DIR, FIRMANTE_SHARED_DIR.
 Needs root (the policy matches uid 0). Only the Python standard library.
 """
 
+import hashlib
 import http.client
 import json
 import os
@@ -433,6 +434,24 @@ def audit_tamper(env):
     last_edit[3] = last_edit[3].replace('"decision":"approved"', '"decision":"denied"')
     variant("an edited last line", last_edit, "line 4:")
     variant("a removed first line", lines[1:], "line 1:")
+
+    # A head file one record behind an intact chain: what a crash between
+    # the record's sync and the head's update leaves (docs/security.md).
+    def lagging(name, head_hash, want_rc, want):
+        d = os.path.join(env.work, "lag-" + name)
+        os.makedirs(d, exist_ok=True)
+        p = os.path.join(d, "audit.log")
+        with open(p, "w", encoding="utf-8") as f:
+            f.writelines(lines)
+        with open(p + ".head", "w") as f:
+            f.write("%020d %s\n" % (3, head_hash))
+        r = cli("audit", "verify", "--file", p)
+        check(r.returncode == want_rc and want in r.stdout,
+              f"audit verify, head behind the log ({name}): {r.returncode} {r.stdout.strip()}")
+
+    h3 = hashlib.sha256(lines[2].rstrip("\n").encode()).hexdigest()
+    lagging("matching", h3, 0, "last 1 record(s)")
+    lagging("other hash", "0" * 64, 1, "line 3: changed after it was written")
 
 
 # ------------------------------------------------------------------ browser
